@@ -1,0 +1,54 @@
+/* config: the one INI file shared by genq-fcgi, genqd and genqctl.
+ * Every setting is a row in a table (config.c) with its type, default and
+ * bounds; unknown sections or keys are errors, so typos never pass silently. */
+#ifndef GENQ_CONFIG_H
+#define GENQ_CONFIG_H
+
+#include <stddef.h>
+
+struct genq_config {
+	/* [database] */
+	char *db_host;
+	int db_port;
+	char *db_socket;
+	char *db_user;
+	char *db_password;
+	char *db_name;
+	int db_connect_timeout_s;
+
+	/* [http] */
+	char *base_url;          /* public base URL, used in job urls */
+	long max_body_bytes;     /* largest accepted request body */
+	char *wake_socket;       /* genqd's wake-up datagram socket, "" = none */
+
+	/* [storage] */
+	char *output_dir;        /* where genqd stores fetched outputs */
+	char *accel_prefix;      /* nginx internal location mapped onto output_dir */
+
+	/* [daemon] */
+	char *daemon_id;         /* "" = hostname:pid */
+	int poll_interval_ms;    /* claim polling when no wake-up arrives */
+	int history_poll_ms;     /* how often a running prompt's /history is read */
+	int lease_s;             /* claim and backend lease length */
+	int shutdown_grace_s;    /* SIGTERM: how long running jobs may finish */
+	int http_timeout_s;      /* one backend HTTP request */
+	long max_output_bytes;   /* largest output file fetched from a backend */
+
+	/* [log] */
+	char *log_level;
+};
+
+/* Fill cfg with defaults, then read path over them. On error returns -1 with
+ * a one-line message in err. cfg owns its strings: release with config_free. */
+int config_load(struct genq_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Defaults only (for tests and tools that run without a file). */
+void config_defaults(struct genq_config *cfg);
+
+void config_free(struct genq_config *cfg);
+
+/* The file to read: explicit (from --config) if non-NULL, else $GENQ_CONFIG,
+ * else the installed default. The returned string is not owned by the caller. */
+const char *config_path(const char *explicit_path);
+
+#endif

@@ -1,0 +1,29 @@
+/* ledger: the only way credits change. Each call runs inside the caller's
+ * open transaction (the one that changes the job state the credits belong
+ * to), moves users.balance and appends one ledger row with the balance after. */
+#ifndef GENQ_LEDGER_H
+#define GENQ_LEDGER_H
+
+#include <stdint.h>
+
+struct db;
+
+#define GQ_MICRO 1000000LL      /* micro-credits per credit */
+
+/* Returned (positive) when a debit would take the balance below zero. */
+#define LEDGER_INSUFFICIENT 1
+
+/* kind is one of "grant", "hold", "charge", "release", "adjust"; amount is
+ * signed (holds and charges negative). job_seq 0 means no job. Returns
+ * DB_OK, LEDGER_INSUFFICIENT (nothing written), or a negative db status. */
+int ledger_apply(struct db *db, uint64_t user_id, uint64_t job_seq,
+    const char *kind, int64_t amount, const char *actor, const char *note);
+
+/* Parse "12", "0.5", "3.000001" credits into micro-credits; -1 if malformed,
+ * negative, more than 6 decimals, or too large. */
+int ledger_parse_credits(const char *s, int64_t *micro);
+
+/* Format micro-credits as a decimal string without trailing zeros ("2.5"). */
+void ledger_format_credits(char buf[32], int64_t micro);
+
+#endif

@@ -1,0 +1,15 @@
+# libgenq: code shared by genq-fcgi, genqd and genqctl.
+noinst_LIBRARIES += lib/libgenq.a
+lib_libgenq_a_CFLAGS = $(AM_CFLAGS) $(MARIADB_CFLAGS) $(JSONC_CFLAGS) $(CRYPTO_CFLAGS) $(INIH_CFLAGS)
+lib_libgenq_a_SOURCES = \
+	lib/buf.c lib/buf.h \
+	lib/config.c lib/config.h \
+	lib/db.c lib/db.h \
+	lib/gqtime.c lib/gqtime.h \
+	lib/jsonutil.c lib/jsonutil.h \
+	lib/log.c lib/log.h \
+	lib/secure.c lib/secure.h
+
+# What every binary linking libgenq.a needs.
+GENQ_LIB_LIBS = lib/libgenq.a $(MARIADB_LIBS) $(JSONC_LIBS) $(CRYPTO_LIBS) $(INIH_LIBS)
+GENQ_LIB_CFLAGS = $(MARIADB_CFLAGS) $(JSONC_CFLAGS) $(CRYPTO_CFLAGS) $(INIH_CFLAGS)

@@ -1,0 +1,137 @@
+#include "autoconf.h"
+
+#include <ctype.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "secure.h"
+
+/* URL-safe alphabet for keys: they travel in headers and shell commands. */
+static const char key_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+int
+gq_random_bytes(void *buf, size_t len)
+{
+	unsigned char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = getrandom(p, len, 0);
+		if (n < 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+gq_uuid4(char out[GQ_UUID_LEN])
+{
+	unsigned char b[16];
+
+	if (gq_random_bytes(b, sizeof b) < 0)
+		return -1;
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	snprintf(out, GQ_UUID_LEN,
+	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+	    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+	    b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+	return 0;
+}
+
+bool
+gq_is_uuid(const char *s)
+{
+	for (int i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return false;
+		} else if (!isxdigit((unsigned char)s[i])) {
+			return false;
+		}
+	}
+	return s[36] == '\0';
+}
+
+int
+gq_sha256(const void *data, size_t len, unsigned char out[32])
+{
+	unsigned int n = 0;
+
+	if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1 || n != 32)
+		return -1;
+	return 0;
+}
+
+int
+gq_sha256_hex(const void *data, size_t len, char out[GQ_SHA256_HEX_LEN])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[32];
+
+	if (gq_sha256(data, len, md) < 0)
+		return -1;
+	for (int i = 0; i < 32; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[64] = '\0';
+	return 0;
+}
+
+/* n characters from the alphabet, each uniform (rejection sampling). */
+static int
+random_chars(char *out, size_t n)
+{
+	const unsigned limit = 256 - 256 % (sizeof key_alphabet - 1);
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned char b[64];
+		if (gq_random_bytes(b, sizeof b) < 0)
+			return -1;
+		for (size_t j = 0; j < sizeof b && i < n; j++)
+			if (b[j] < limit)
+				out[i++] = key_alphabet[b[j] % (sizeof key_alphabet - 1)];
+	}
+	return 0;
+}
+
+int
+gq_key_new(char key[GQ_KEY_LEN], char prefix[GQ_KEY_PREFIX_LEN + 1])
+{
+	char p[8], s[43];
+
+	/* 43 characters of a 62-letter alphabet: over 256 bits. */
+	if (random_chars(p, sizeof p) < 0 || random_chars(s, sizeof s) < 0)
+		return -1;
+	snprintf(prefix, GQ_KEY_PREFIX_LEN + 1, "gq_%.8s", p);
+	snprintf(key, GQ_KEY_LEN, "%s_%.43s", prefix, s);
+	return 0;
+}
+
+int
+gq_key_prefix(const char *key, char prefix[GQ_KEY_PREFIX_LEN + 1])
+{
+	size_t n = strlen(key);
+
+	if (n != GQ_KEY_LEN - 1 || strncmp(key, "gq_", 3) != 0 || key[GQ_KEY_PREFIX_LEN] != '_')
+		return -1;
+	for (size_t i = 3; i < n; i++)
+		if (i != GQ_KEY_PREFIX_LEN && strchr(key_alphabet, key[i]) == NULL)
+			return -1;
+	memcpy(prefix, key, GQ_KEY_PREFIX_LEN);
+	prefix[GQ_KEY_PREFIX_LEN] = '\0';
+	return 0;
+}
+
+bool
+gq_equal_ct(const void *a, const void *b, size_t len)
+{
+	return CRYPTO_memcmp(a, b, len) == 0;
+}
