@@ -499,6 +499,26 @@ db_exec_simple(struct db *db, const char *sql)
 	return db_exec(st);
 }
 
+int
+db_exec_once(struct db *db, const char *sql)
+{
+	MYSQL_STMT *stmt;
+	int rc = DB_OK;
+
+	if (db->conn == NULL && (rc = db_reconnect(db)) != DB_OK)
+		return rc;
+	stmt = mysql_stmt_init(db->conn);
+	if (stmt == NULL)
+		return record_conn(db);
+	if (mysql_stmt_prepare(stmt, sql, (unsigned long)strlen(sql)) != 0 ||
+	    mysql_stmt_execute(stmt) != 0)
+		rc = record(db, mysql_stmt_errno(stmt), mysql_stmt_error(stmt));
+	else
+		db->last_status = DB_OK;
+	mysql_stmt_close(stmt);
+	return rc;
+}
+
 static int
 plain_query(struct db *db, const char *sql)
 {

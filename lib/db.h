@@ -73,6 +73,10 @@ uint64_t db_insert_id(struct db_stmt *st);
 /* Run sql (a prepared statement with no parameters and no result). */
 int db_exec_simple(struct db *db, const char *sql);
 
+/* Prepare, run and discard sql without caching it: for text that is not a
+ * literal (migration files). No parameters, no result rows kept. */
+int db_exec_once(struct db *db, const char *sql);
+
 /* Explicit transactions. */
 int db_begin(struct db *db);
 int db_commit(struct db *db);
@@ -83,6 +87,9 @@ void db_rollback(struct db *db);
  * a short jittered backoff and runs fn again (a bounded number of times).
  * fn may return a positive value to roll back and have db_txn return it
  * unchanged (an application refusal). */
+/* fn may run more than once: after a lost connection the commit's outcome is
+ * unknown, so its statements must be conditional (WHERE status = ...) or
+ * otherwise harmless to repeat. */
 typedef int (*db_txn_fn)(struct db *db, void *arg);
 int db_txn(struct db *db, db_txn_fn fn, void *arg);
 

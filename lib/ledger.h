@@ -8,7 +8,7 @@
 
 struct db;
 
-#define GQ_MICRO 1000000LL      /* micro-credits per credit */
+#define GQ_MICRO ((int64_t)1000000)     /* micro-credits per credit */
 
 /* Returned (positive) when a debit would take the balance below zero. */
 #define LEDGER_INSUFFICIENT 1

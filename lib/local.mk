@@ -6,9 +6,12 @@ lib_libgenq_a_SOURCES = \
 	lib/config.c lib/config.h \
 	lib/db.c lib/db.h \
 	lib/gqtime.c lib/gqtime.h \
+	lib/jobevent.c lib/jobevent.h \
 	lib/jsonutil.c lib/jsonutil.h \
+	lib/ledger.c lib/ledger.h \
 	lib/log.c lib/log.h \
-	lib/secure.c lib/secure.h
+	lib/secure.c lib/secure.h \
+	lib/wake.c lib/wake.h
 
 # What every binary linking libgenq.a needs.
 GENQ_LIB_LIBS = lib/libgenq.a $(MARIADB_LIBS) $(JSONC_LIBS) $(CRYPTO_LIBS) $(INIH_LIBS)
