@@ -4,6 +4,29 @@
 
 #include "jsonutil.h"
 
+/* json-c's strict mode still takes 'single-quoted' strings, which RFC 8259
+ * does not: find a quote outside every double-quoted string. */
+static bool
+has_single_quote_outside_strings(const char *text, size_t len)
+{
+	bool in_string = false;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = text[i];
+		if (in_string) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		} else if (c == '"') {
+			in_string = true;
+		} else if (c == '\'') {
+			return true;
+		}
+	}
+	return false;
+}
+
 struct json_object *
 gq_json_parse(const char *text, size_t len, int max_depth, const char **why)
 {
@@ -15,6 +38,11 @@ gq_json_parse(const char *text, size_t len, int max_depth, const char **why)
 	if (len > (size_t)INT32_MAX) {
 		if (why)
 			*why = "document too large";
+		return NULL;
+	}
+	if (has_single_quote_outside_strings(text, len)) {
+		if (why)
+			*why = "single-quoted strings are not JSON";
 		return NULL;
 	}
 	tok = json_tokener_new_ex(max_depth);

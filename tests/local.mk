@@ -1,0 +1,17 @@
+# Unit tests (Check) and end-to-end tests (Python, against the real stack).
+check_PROGRAMS += tests/unit/test_lib
+tests_unit_test_lib_CFLAGS = $(AM_CFLAGS) $(GENQ_LIB_CFLAGS) $(CHECK_CFLAGS)
+tests_unit_test_lib_LDADD = $(GENQ_LIB_LIBS) $(CHECK_LIBS)
+TESTS += tests/unit/test_lib
+
+# End-to-end: each file starts its own stack in a temporary directory.
+E2E_TESTS = \
+	tests/e2e/test_jobs.py \
+	tests/e2e/test_errors.py \
+	tests/e2e/test_genqctl.py
+TESTS += $(E2E_TESTS)
+TEST_EXTENSIONS = .py
+PY_LOG_COMPILER = python3
+AM_TESTS_ENVIRONMENT = GENQ_BUILDDIR='$(abs_top_builddir)'; export GENQ_BUILDDIR; \
+	PYTHONDONTWRITEBYTECODE=1; export PYTHONDONTWRITEBYTECODE;
+EXTRA_DIST += $(E2E_TESTS) tests/e2e/stack.py tests/e2e/harness.py tests/sim/comfyui_sim.py tests/summary.py

@@ -1,0 +1,69 @@
+"""genqctl against the real database: idempotent migrations, keys printed
+once and alone, one-line errors with a non-zero exit."""
+
+import harness
+from harness import StackTestCase
+
+
+class GenqctlTest(StackTestCase):
+    backends = 1
+
+    def ctl(self, *args):
+        return self.stack.genqctl(*args, check=False)
+
+    def test_migrate_twice_is_harmless(self):
+        before = self.stack.scalar("SELECT COUNT(*) FROM schema_migrations")
+        r = self.ctl("migrate")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.stack.scalar("SELECT COUNT(*) FROM schema_migrations"), before)
+
+    def test_key_create_prints_only_the_key(self):
+        self.assertEqual(self.ctl("user", "add", "dave", "--tier", "free").returncode, 0)
+        r = self.ctl("key", "create", "dave")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(len(lines), 1)
+        self.assertRegex(lines[0], r"^gq_[A-Za-z0-9]{8}_[A-Za-z0-9]{43}$")
+        # Stored only as a hash.
+        self.assertEqual(self.stack.scalar(
+            f"SELECT COUNT(*) FROM api_keys WHERE secret_hash = UNHEX(SHA2('{lines[0]}', 256))"), "1")
+        self.assertIsNone(self.stack.scalar(
+            f"SELECT 1 FROM api_keys WHERE HEX(secret_hash) LIKE '%{lines[0][12:20]}%'"))
+
+    def test_credits_grant_writes_a_ledger_row(self):
+        self.ctl("user", "add", "erin", "--tier", "starter")
+        r = self.ctl("credits", "grant", "erin", "2.5")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.stack.scalar("SELECT balance FROM users WHERE name='erin'"), "2500000")
+        self.assertEqual(self.stack.query(
+            "SELECT kind, amount FROM ledger l JOIN users u ON u.id = l.user_id "
+            "WHERE u.name='erin'"), [["grant", "2500000"]])
+
+    def test_errors_exit_non_zero_with_one_line(self):
+        cases = [("user", "add", "frank", "--tier", "no-such-tier"),
+                 ("credits", "grant", "nobody-here", "5"),
+                 ("credits", "grant", "dave", "-5"),
+                 ("backend", "add", "b1", "--type", "comfyui", "--url", "ftp://x", "--queues", "image"),
+                 ("no-such-verb",)]
+        for args in cases:
+            r = self.ctl(*args)
+            self.assertNotEqual(r.returncode, 0, args)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, (args, r.stderr))
+            self.assertTrue(r.stderr.startswith("genqctl: "), r.stderr)
+
+    def test_help_on_every_verb(self):
+        for args in (("--help",), ("migrate", "--help"), ("user", "add", "--help"),
+                     ("key", "create", "--help"), ("backend", "add", "--help")):
+            r = self.ctl(*args)
+            self.assertEqual(r.returncode, 0, (args, r.stderr))
+            self.assertIn("genqctl", r.stdout + r.stderr)
+
+    def test_backend_list_shows_the_simulator(self):
+        r = self.ctl("backend", "list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("sim1", r.stdout)
+        self.assertIn(self.stack.sim_url(0), r.stdout)
+
+
+if __name__ == "__main__":
+    harness.main()

@@ -1,0 +1,245 @@
+/* Unit tests for libgenq's self-contained modules. */
+#include "autoconf.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "config.h"
+#include "gqtime.h"
+#include "jsonutil.h"
+#include "ledger.h"
+#include "log.h"
+#include "secure.h"
+
+static char *
+write_temp(const char *text)
+{
+	static char path[64];
+	int fd;
+
+	snprintf(path, sizeof path, "/tmp/genq-test-XXXXXX");
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	return path;
+}
+
+START_TEST(config_reads_values_over_defaults)
+{
+	struct genq_config cfg;
+	char err[256];
+	char *path = write_temp("[database]\nsocket = /tmp/x.sock\nport = 3307\n"
+	    "[http]\nmax_body_bytes = 2048\n");
+
+	ck_assert_int_eq(config_load(&cfg, path, err, sizeof err), 0);
+	ck_assert_str_eq(cfg.db_socket, "/tmp/x.sock");
+	ck_assert_int_eq(cfg.db_port, 3307);
+	ck_assert_int_eq(cfg.max_body_bytes, 2048);
+	ck_assert_str_eq(cfg.db_name, "genq");             /* default kept */
+	ck_assert_int_eq(cfg.lease_s, 15);
+	config_free(&cfg);
+	unlink(path);
+}
+END_TEST
+
+START_TEST(config_refuses_unknown_keys_and_bad_numbers)
+{
+	struct genq_config cfg;
+	char err[256];
+	char *path = write_temp("[database]\nsokcet = /tmp/x.sock\n");
+
+	ck_assert_int_eq(config_load(&cfg, path, err, sizeof err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "unknown setting [database] sokcet"));
+	config_free(&cfg);
+	unlink(path);
+
+	path = write_temp("[daemon]\nlease_s = 0\n");
+	ck_assert_int_eq(config_load(&cfg, path, err, sizeof err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "lease_s"));
+	config_free(&cfg);
+	unlink(path);
+
+	path = write_temp("[daemon]\nlease_s = 12x\n");
+	ck_assert_int_eq(config_load(&cfg, path, err, sizeof err), -1);
+	config_free(&cfg);
+	unlink(path);
+
+	ck_assert_int_eq(config_load(&cfg, "/nonexistent/genq.conf", err, sizeof err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "No such file"));
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(uuid_is_version4_and_unique)
+{
+	char a[GQ_UUID_LEN], b[GQ_UUID_LEN];
+
+	ck_assert_int_eq(gq_uuid4(a), 0);
+	ck_assert_int_eq(gq_uuid4(b), 0);
+	ck_assert(gq_is_uuid(a));
+	ck_assert_int_eq(a[14], '4');
+	ck_assert(strchr("89ab", a[19]) != NULL);
+	ck_assert_str_ne(a, b);
+	ck_assert(!gq_is_uuid("not-a-uuid"));
+	ck_assert(!gq_is_uuid("0123456789abcdef0123456789abcdef0123"));
+	ck_assert(!gq_is_uuid("01234567-89ab-cdef-0123-456789abcdef0"));
+	ck_assert(gq_is_uuid("01234567-89ab-cdef-0123-456789abcdef"));
+}
+END_TEST
+
+START_TEST(sha256_matches_known_vector)
+{
+	char hex[GQ_SHA256_HEX_LEN];
+
+	ck_assert_int_eq(gq_sha256_hex("abc", 3, hex), 0);
+	ck_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+END_TEST
+
+START_TEST(api_keys_round_trip_their_prefix)
+{
+	char key[GQ_KEY_LEN], prefix[GQ_KEY_PREFIX_LEN + 1], back[GQ_KEY_PREFIX_LEN + 1];
+
+	ck_assert_int_eq(gq_key_new(key, prefix), 0);
+	ck_assert_int_eq(strlen(key), GQ_KEY_LEN - 1);
+	ck_assert_int_eq(gq_key_prefix(key, back), 0);
+	ck_assert_str_eq(prefix, back);
+	ck_assert_int_eq(gq_key_prefix("gq_short", back), -1);
+	key[20] = '\'';
+	ck_assert_int_eq(gq_key_prefix(key, back), -1);
+	ck_assert(gq_equal_ct("abcd", "abcd", 4));
+	ck_assert(!gq_equal_ct("abcd", "abce", 4));
+}
+END_TEST
+
+START_TEST(times_format_and_parse_in_utc)
+{
+	char rfc[GQ_RFC3339_LEN], sql[GQ_SQLTIME_LEN];
+	int64_t us;
+
+	gq_time_rfc3339(rfc, 1700000000123456LL);
+	ck_assert_str_eq(rfc, "2023-11-14T22:13:20.123Z");
+	gq_time_sql(sql, 1700000000123456LL);
+	ck_assert_str_eq(sql, "2023-11-14 22:13:20.123456");
+	ck_assert_int_eq(gq_time_parse_sql(sql, &us), 0);
+	ck_assert_int_eq(us, 1700000000123456LL);
+	ck_assert_int_eq(gq_time_parse_sql("2023-11-14 22:13:20", &us), 0);
+	ck_assert_int_eq(us, 1700000000000000LL);
+	ck_assert_int_eq(gq_time_parse_rfc3339("2023-11-14T23:13:20.5+01:00", &us), 0);
+	ck_assert_int_eq(us, 1700000000500000LL);
+	ck_assert_int_eq(gq_time_parse_rfc3339("2023-11-14 22:13:20Z", &us), -1);
+	ck_assert_int_eq(gq_time_parse_rfc3339("2023-13-14T22:13:20Z", &us), -1);
+	ck_assert_int_eq(gq_time_parse_rfc3339("yesterday", &us), -1);
+}
+END_TEST
+
+START_TEST(json_parse_is_strict_and_bounded)
+{
+	const char *why = NULL;
+	struct json_object *o;
+	char deep[300];
+
+	o = gq_json_parse("{\"a\": 1} ", 9, 64, &why);
+	ck_assert_ptr_nonnull(o);
+	json_object_put(o);
+
+	ck_assert_ptr_null(gq_json_parse("{\"a\": 1", 7, 64, &why));
+	ck_assert_str_eq(why, "unexpected end of input");
+	ck_assert_ptr_null(gq_json_parse("{\"a\": 1} x", 10, 64, &why));
+	ck_assert_ptr_null(gq_json_parse("{\"a\": \"\xff\"}", 10, 64, &why));
+	ck_assert_ptr_null(gq_json_parse("{'a': 1}", 8, 64, &why));
+	ck_assert_ptr_null(gq_json_parse("", 0, 64, &why));
+
+	memset(deep, '[', 100);
+	memset(deep + 100, ']', 100);
+	ck_assert_ptr_null(gq_json_parse(deep, 200, 64, &why));
+}
+END_TEST
+
+START_TEST(buf_respects_its_limit)
+{
+	struct buf b;
+
+	buf_init(&b, 8);
+	ck_assert_int_eq(buf_append(&b, "12345", 5), 0);
+	ck_assert_int_eq(buf_append(&b, "678", 3), 0);
+	ck_assert_int_eq(buf_append(&b, "9", 1), -1);
+	ck_assert_str_eq(b.data, "12345678");
+	buf_reset(&b);
+	ck_assert_int_eq(buf_printf(&b, "%d-%s", 42, "x"), 0);
+	ck_assert_str_eq(b.data, "42-x");
+	buf_free(&b);
+}
+END_TEST
+
+START_TEST(credits_parse_and_format_exactly)
+{
+	int64_t m;
+	char out[32];
+
+	ck_assert_int_eq(ledger_parse_credits("12", &m), 0);
+	ck_assert_int_eq(m, 12000000);
+	ck_assert_int_eq(ledger_parse_credits("0.000001", &m), 0);
+	ck_assert_int_eq(m, 1);
+	ck_assert_int_eq(ledger_parse_credits("2.5", &m), 0);
+	ck_assert_int_eq(m, 2500000);
+	ck_assert_int_eq(ledger_parse_credits("-1", &m), -1);
+	ck_assert_int_eq(ledger_parse_credits("1.0000001", &m), -1);
+	ck_assert_int_eq(ledger_parse_credits("1.", &m), -1);
+	ck_assert_int_eq(ledger_parse_credits("", &m), -1);
+	ck_assert_int_eq(ledger_parse_credits("99999999999999999999", &m), -1);
+	ledger_format_credits(out, 2500000);
+	ck_assert_str_eq(out, "2.5");
+	ledger_format_credits(out, -3000000);
+	ck_assert_str_eq(out, "-3");
+	ledger_format_credits(out, 1);
+	ck_assert_str_eq(out, "0.000001");
+}
+END_TEST
+
+START_TEST(log_levels_parse)
+{
+	enum log_level l;
+
+	ck_assert_int_eq(log_level_parse("debug", &l), 0);
+	ck_assert_int_eq(l, GQ_LOG_DEBUG);
+	ck_assert_int_eq(log_level_parse("loud", &l), -1);
+}
+END_TEST
+
+static Suite *
+lib_suite(void)
+{
+	Suite *s = suite_create("lib");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, config_reads_values_over_defaults);
+	tcase_add_test(tc, config_refuses_unknown_keys_and_bad_numbers);
+	tcase_add_test(tc, uuid_is_version4_and_unique);
+	tcase_add_test(tc, sha256_matches_known_vector);
+	tcase_add_test(tc, api_keys_round_trip_their_prefix);
+	tcase_add_test(tc, times_format_and_parse_in_utc);
+	tcase_add_test(tc, json_parse_is_strict_and_bounded);
+	tcase_add_test(tc, buf_respects_its_limit);
+	tcase_add_test(tc, credits_parse_and_format_exactly);
+	tcase_add_test(tc, log_levels_parse);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(lib_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
