@@ -6,6 +6,7 @@ TESTS += tests/unit/test_lib
 
 # End-to-end: each file starts its own stack in a temporary directory.
 E2E_TESTS = \
+	tests/sim/test_comfyui_sim.py \
 	tests/e2e/test_jobs.py \
 	tests/e2e/test_errors.py \
 	tests/e2e/test_genqctl.py
@@ -14,4 +15,4 @@ TEST_EXTENSIONS = .py
 PY_LOG_COMPILER = python3
 AM_TESTS_ENVIRONMENT = GENQ_BUILDDIR='$(abs_top_builddir)'; export GENQ_BUILDDIR; \
 	PYTHONDONTWRITEBYTECODE=1; export PYTHONDONTWRITEBYTECODE;
-EXTRA_DIST += $(E2E_TESTS) tests/e2e/stack.py tests/e2e/harness.py tests/sim/comfyui_sim.py tests/summary.py
+EXTRA_DIST += $(E2E_TESTS) tests/e2e/stack.py tests/e2e/harness.py tests/sim/comfyui_sim.py tests/sim/README.md tests/summary.py

@@ -86,7 +86,7 @@ class Stack:
         return os.path.join(self.root, *parts)
 
     def bin(self, name):
-        for sub in ("fcgi", "daemon", "ctl"):
+        for sub in ("", "fcgi", "daemon", "ctl"):
             p = os.path.join(self.builddir, sub, name)
             if os.path.exists(p):
                 return p
