@@ -52,7 +52,7 @@ gq_time_rfc3339(char buf[GQ_RFC3339_LEN], int64_t us)
 
 	split(us, &tm, &frac);
 	strftime(head, sizeof head, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, GQ_RFC3339_LEN, "%.19s.%03ldZ", head, frac / 1000);
+	snprintf(buf, GQ_RFC3339_LEN, "%.19s.%03dZ", head, (int)(frac / 1000 % 1000));
 }
 
 void
@@ -65,7 +65,7 @@ gq_time_sql(char buf[GQ_SQLTIME_LEN], int64_t us)
 
 	split(us, &tm, &frac);
 	strftime(head, sizeof head, "%Y-%m-%d %H:%M:%S", &tm);
-	snprintf(buf, GQ_SQLTIME_LEN, "%.19s.%06ld", head, frac);
+	snprintf(buf, GQ_SQLTIME_LEN, "%.19s.%06d", head, (int)(frac % 1000000));
 }
 
 /* Parse the common "YYYY-MM-DD?HH:MM:SS[.f+]" head; returns chars used or -1. */

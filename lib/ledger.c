@@ -67,8 +67,9 @@ ledger_parse_credits(const char *s, int64_t *micro)
 	int digits = 0, frac_digits = 0;
 	const char *p = s;
 
+	/* whole < INT64_MAX / GQ_MICRO keeps whole * GQ_MICRO + 999999 in range. */
 	for (; *p >= '0' && *p <= '9'; p++, digits++) {
-		if (whole > (INT64_MAX / GQ_MICRO) / 10)
+		if (whole > (INT64_MAX / GQ_MICRO - 1 - (*p - '0')) / 10)
 			return -1;
 		whole = whole * 10 + (*p - '0');
 	}

@@ -5,7 +5,8 @@
 #ifndef GENQ_LOG_H
 #define GENQ_LOG_H
 
-enum log_level { GQ_LOG_ERROR, GQ_LOG_WARN, GQ_LOG_INFO, GQ_LOG_DEBUG };
+/* GQ_LOG_NONE writes nothing: a command-line tool reports through its own error line. */
+enum log_level { GQ_LOG_NONE = -1, GQ_LOG_ERROR, GQ_LOG_WARN, GQ_LOG_INFO, GQ_LOG_DEBUG };
 
 /* The most verbose level that is written; set once at startup. */
 extern enum log_level log_threshold;

@@ -24,5 +24,8 @@ subst_paths = sed \
 nginx/genq.conf: $(srcdir)/nginx/genq-site.conf.in Makefile
 	$(AM_V_GEN)$(MKDIR_P) nginx && $(subst_paths) $(srcdir)/nginx/genq-site.conf.in >$@
 
-systemd/%.service: $(srcdir)/systemd/%.service.in Makefile
-	$(AM_V_GEN)$(MKDIR_P) systemd && $(subst_paths) $< >$@
+systemd/genqd.service: $(srcdir)/systemd/genqd.service.in Makefile
+	$(AM_V_GEN)$(MKDIR_P) systemd && $(subst_paths) $(srcdir)/systemd/genqd.service.in >$@
+
+systemd/genq-fcgi.service: $(srcdir)/systemd/genq-fcgi.service.in Makefile
+	$(AM_V_GEN)$(MKDIR_P) systemd && $(subst_paths) $(srcdir)/systemd/genq-fcgi.service.in >$@

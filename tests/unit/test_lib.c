@@ -193,6 +193,7 @@ START_TEST(credits_parse_and_format_exactly)
 	ck_assert_int_eq(ledger_parse_credits("1.", &m), -1);
 	ck_assert_int_eq(ledger_parse_credits("", &m), -1);
 	ck_assert_int_eq(ledger_parse_credits("99999999999999999999", &m), -1);
+	ck_assert_int_eq(ledger_parse_credits("9223372036859", &m), -1);
 	ledger_format_credits(out, 2500000);
 	ck_assert_str_eq(out, "2.5");
 	ledger_format_credits(out, -3000000);
