@@ -54,6 +54,14 @@ gq_json_parse(const char *text, size_t len, int max_depth, const char **why)
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	obj = json_tokener_parse_ex(tok, text, (int)len);
 	jerr = json_tokener_get_error(tok);
+	used = json_tokener_get_parse_end(tok);
+	if (jerr == json_tokener_continue) {
+		/* A top-level number or literal ends only at end of input:
+		 * say so with a terminating NUL, as json-c asks. */
+		obj = json_tokener_parse_ex(tok, "", 1);
+		jerr = json_tokener_get_error(tok);
+		used = len;
+	}
 	if (jerr == json_tokener_continue) {
 		/* Input ended inside a value: truncated document. */
 		if (why)
@@ -65,7 +73,6 @@ gq_json_parse(const char *text, size_t len, int max_depth, const char **why)
 			*why = json_tokener_error_desc(jerr);
 		goto fail;
 	}
-	used = json_tokener_get_parse_end(tok);
 	for (; used < len; used++) {
 		char c = text[used];
 		if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {

@@ -7,6 +7,7 @@ lib_libgenq_a_SOURCES = \
 	lib/db.c lib/db.h \
 	lib/gqtime.c lib/gqtime.h \
 	lib/jobevent.c lib/jobevent.h \
+	lib/jobjson.c lib/jobjson.h \
 	lib/jsonutil.c lib/jsonutil.h \
 	lib/ledger.c lib/ledger.h \
 	lib/log.c lib/log.h \

@@ -80,6 +80,7 @@ class Stack:
         self.logdir = os.path.join(self.root, "log")
         self.state_file = os.path.join(self.root, "stack.json")
         self.state = self._load_state(port)
+        self._children = {}   # name -> Popen, for processes this object started
 
     # ---- paths -------------------------------------------------------
     def path(self, *parts):
@@ -143,6 +144,7 @@ class Stack:
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 env=env, cwd=self.root)
         log.close()
+        self._children[name] = proc
         with open(self._pidfile(name), "w") as f:
             f.write(f"{proc.pid}\n")
         return proc
@@ -164,6 +166,9 @@ class Stack:
                 except ProcessLookupError:
                     pass
             wait_for(f"{name} to die", lambda: not any(pid_alive(p) for p in pids))
+        child = self._children.pop(name, None)
+        if child is not None:
+            child.wait()   # reap it
         try:
             os.unlink(self._pidfile(name))
         except FileNotFoundError:
@@ -263,7 +268,8 @@ class Stack:
             f.write("\n".join(lines))
 
     def write_nginx_config(self):
-        site = open(os.path.join(SRCDIR, "nginx", "genq-site.conf.in")).read()
+        with open(os.path.join(SRCDIR, "nginx", "genq-site.conf.in")) as f:
+            site = f.read()
         values = {
             "@LISTEN@": f"127.0.0.1:{self.state['port']}",
             "@FCGI_SOCKET@": self.path("run", "fcgi.sock"),

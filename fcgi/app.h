@@ -1,0 +1,229 @@
+/* genq-fcgi: the types shared by the handler's modules.
+ *
+ *   req.c      request I/O: FastCGI or plain CGI behind one small interface
+ *   resp.c     responses: status line, headers, JSON and problem+json bodies
+ *   route.c    method + path -> route
+ *   auth.c     Authorization: Bearer <key> -> caller
+ *   jobspec.c  parse and validate a submit body (no database)
+ *   submit.c   POST /v1/jobs: admission in one transaction
+ *   jobs.c     the other /v1/jobs/{id}... routes and /healthz
+ *   dispatch.c one request from start to end
+ *   main.c     options, configuration, the accept loop */
+#ifndef GENQ_FCGI_APP_H
+#define GENQ_FCGI_APP_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "secure.h"
+
+struct db;
+struct genq_config;
+
+/* ---- req.c: one request's CGI variables, body and output ---- */
+
+struct req;
+
+// What a request source must provide; handlers never see which one runs.
+struct req_ops {
+	// A CGI variable ("REQUEST_METHOD"), or NULL when absent.
+	const char *(*param)(struct req *r, const char *name);
+	// Up to len body bytes: > 0 read, 0 end of body, -1 error.
+	long (*read)(struct req *r, char *buf, size_t len);
+	// Write all of data; 0, or -1 when the client is gone.
+	int (*write)(struct req *r, const char *data, size_t len);
+};
+
+// One request. The fields past ops belong to the source.
+struct req {
+	const struct req_ops *ops;
+	void *handle;          // FCGX_Request *, or a test fixture
+	long body_left;        // plain CGI: bytes of CONTENT_LENGTH not yet read
+};
+
+// Bind r to an accepted FastCGI request (an FCGX_Request *).
+void req_init_fcgx(struct req *r, void *fcgx_request);
+// Bind r to this process's environment, stdin and stdout (plain CGI).
+void req_init_cgi(struct req *r);
+
+const char *req_param(struct req *r, const char *name);
+
+// Read the whole body into out (initialised by the caller) up to limit bytes.
+// Returns 0; -1 on a read error; 1 when the body is larger than limit.
+int req_read_body(struct req *r, struct buf *out, size_t limit);
+
+/* ---- resp.c: responses and the one table of problems ---- */
+
+// Every error answer the API gives (SPEC §2); resp.c maps each to its HTTP
+// status, code and title.
+enum problem {
+	P_INVALID_JSON,
+	P_INVALID_REQUEST,
+	P_UNAUTHORIZED,
+	P_INSUFFICIENT_CREDITS,
+	P_FORBIDDEN,
+	P_QUOTA_EXCEEDED,
+	P_NOT_FOUND,
+	P_METHOD_NOT_ALLOWED,
+	P_IDEMPOTENCY_IN_PROGRESS,
+	P_CONFLICT,
+	P_PAYLOAD_TOO_LARGE,
+	P_UNSUPPORTED_MEDIA_TYPE,
+	P_IDEMPOTENCY_KEY_REUSED,
+	P_RATE_LIMITED,
+	P_TOO_MANY_ACTIVE_JOBS,
+	P_QUEUE_FULL,
+	P_QUEUE_PAUSED,
+	P_UNAVAILABLE,
+	P_COUNT
+};
+
+int problem_status(enum problem p);
+const char *problem_code(enum problem p);
+const char *problem_title(enum problem p);
+
+// Append {field, message} to a validation error list (a JSON array).
+void problem_error_add(struct json_object *errors, const char *field, const char *message);
+
+// The answer being built. Only the last status/body set is sent.
+struct resp {
+	int status;
+	char content_type[128];     // "" for none
+	struct buf headers;         // extra "Name: value\r\n" lines
+	struct buf body;
+	bool failed;                // out of memory while building: send 500
+	bool omit_length;           // X-Accel-Redirect: nginx sends the file's own
+};
+
+void resp_init(struct resp *rs);
+void resp_free(struct resp *rs);
+
+// Add one header line. Values must not come unchecked from the request.
+void resp_header(struct resp *rs, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+// A JSON success body; obj stays the caller's.
+void resp_json(struct resp *rs, int status, struct json_object *obj);
+
+// A plain body of the given content type (copied).
+void resp_raw(struct resp *rs, int status, const char *content_type,
+    const char *data, size_t len);
+
+// An application/problem+json answer. detail may be NULL (the title is
+// used). errors, when non-NULL, is a JSON array that the response takes
+// (json_object_put is called on it).
+void resp_problem(struct resp *rs, enum problem p, const char *detail,
+    struct json_object *errors);
+
+// 503 unavailable for a failed database call (rc < 0), logged.
+void resp_db_error(struct resp *rs, struct db *db, const char *what, int rc);
+
+// Write the status, headers and (unless head_only) the body to r.
+int resp_send(struct resp *rs, struct req *r, bool head_only);
+
+// The reason phrase for a status code ("Not Found").
+const char *http_reason(int status);
+
+// True when a Content-Type header value is application/json with no
+// charset or charset=utf-8 (any case, any other parameters ignored).
+bool http_content_type_is_json(const char *value);
+
+/* ---- route.c ---- */
+
+enum route_id {
+	ROUTE_NONE,           // no such path: 404
+	ROUTE_HEALTHZ,        // /healthz
+	ROUTE_JOBS,           // /v1/jobs
+	ROUTE_JOB,            // /v1/jobs/{id}
+	ROUTE_JOB_CANCEL,     // /v1/jobs/{id}/cancel
+	ROUTE_JOB_EVENTS,     // /v1/jobs/{id}/events
+	ROUTE_JOB_OUTPUT,     // /v1/jobs/{id}/outputs/{n}
+};
+
+#define ROUTE_PATH_MAX 1024
+
+// A parsed path. A job id segment that is not a UUID still selects the
+// route (so the method is checked) and later answers 404 like an unknown id.
+struct route {
+	enum route_id id;
+	char job_id[GQ_UUID_LEN];   // lowercase UUID, or "" when malformed
+	long output;                // ROUTE_JOB_OUTPUT: n, or -1 when malformed
+};
+
+// The request path without the query string: REQUEST_URI, else
+// SCRIPT_NAME + PATH_INFO. Returns 0, or -1 when missing or too long.
+int route_path(const char *request_uri, const char *script_name,
+    const char *path_info, char *out, size_t cap);
+
+// Classify path; never fails (unknown paths are ROUTE_NONE).
+void route_parse(const char *path, struct route *rt);
+
+// The methods a route accepts, as an Allow header value.
+const char *route_allow(enum route_id id);
+
+// True when method (GET, POST, ... HEAD counts as GET) is in route_allow.
+bool route_method_ok(enum route_id id, const char *method);
+
+/* ---- the handler's state ---- */
+
+// One per process: configuration and the lazily opened connection.
+struct app {
+	const struct genq_config *cfg;
+	struct db *db;              // NULL until first needed or after a failed open
+};
+
+// The connection, opening it when needed; NULL (logged) when the database
+// cannot be reached.
+struct db *app_db(struct app *app);
+
+// Run fn outside a transaction (reads); when the connection was lost,
+// reconnect and run it once more. Returns fn's result.
+int app_read(struct app *app, int (*fn)(struct db *db, void *arg), void *arg);
+
+// Who is calling (auth.c fills it).
+struct caller {
+	uint64_t user_id;
+	bool admin;
+	char name[65];              // users.name, for "user:<name>" actors
+	char tier[33];
+	int tier_priority;          // 0 runs first .. 3 last
+	int max_active;
+};
+
+// One request being answered.
+struct ctx {
+	struct app *app;
+	struct req *req;
+	struct resp *resp;
+	struct route route;
+	const char *method;         // "GET", "POST", ... (HEAD is served as GET)
+	struct caller caller;
+};
+
+/* ---- auth.c ---- */
+
+// Authenticate from HTTP_AUTHORIZATION. Returns 0 with ctx->caller filled;
+// otherwise the response (401 or 503) is already set and -1 is returned.
+int auth_caller(struct ctx *c);
+
+// Parse "Bearer <key>" into key (GQ_KEY_LEN). 0, or -1 when malformed.
+int auth_bearer(const char *header, char key[GQ_KEY_LEN]);
+
+/* ---- submit.c, jobs.c: route handlers; each sets c->resp ---- */
+
+void submit_job(struct ctx *c);
+void jobs_get(struct ctx *c);
+void jobs_output(struct ctx *c);
+void jobs_events(struct ctx *c);
+void jobs_cancel(struct ctx *c);
+void jobs_healthz(struct ctx *c);
+
+/* ---- dispatch.c ---- */
+
+// Answer one request completely (reads r, writes r).
+void dispatch(struct app *app, struct req *r);
+
+#endif

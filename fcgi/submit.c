@@ -1,0 +1,466 @@
+/* submit: POST /v1/jobs. The body is checked first (jobspec.c), then one
+ * transaction does the admission of SPEC §3 and the insert: lock the
+ * user's row, queue exists and runs, user's active jobs below the tier's
+ * max_active, queue depth below max_queued, hold the job's maximum price,
+ * insert the job and its first event. Any refusal rolls everything back. */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "config.h"
+#include "db.h"
+#include "jobevent.h"
+#include "jobjson.h"
+#include "jobspec.h"
+#include "jsonutil.h"
+#include "ledger.h"
+#include "log.h"
+#include "wake.h"
+
+/* Serializes one user's submits: the active-job count below is then exact. */
+static const char SQL_LOCK_USER[] =
+    "SELECT id FROM users WHERE id = ? FOR UPDATE";
+static const char SQL_QUEUE[] =
+    "SELECT price_per_job, price_per_second, timeout_s, ttl_s, max_attempts, "
+    "max_queued, requires_approval, paused FROM queues WHERE name = ?";
+static const char SQL_USER_ACTIVE[] =
+    "SELECT COUNT(*) FROM jobs WHERE user_id = ? "
+    "AND status IN ('held', 'waiting', 'queued', 'running')";
+/* Counting stops at the limit, so a deep queue costs no more than that. */
+static const char SQL_QUEUE_DEPTH[] =
+    "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE queue = ? "
+    "AND status IN ('queued', 'held', 'waiting') LIMIT ?) d";
+static const char SQL_INSERT_JOB[] =
+    "INSERT INTO jobs (id, user_id, queue, status, priority, input, metadata, "
+    "webhook_url, webhook_events, max_attempts, timeout_s, ttl_s, cost_held, "
+    "created_at, not_before) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))";
+static const char SQL_JOB_SEQ[] =
+    "SELECT seq FROM jobs WHERE id = ? AND user_id = ?";
+
+#define RETRY_AFTER_ACTIVE_S 5
+#define RETRY_AFTER_FULL_S 10
+
+/* Why the transaction refused (positive, so db_txn rolls back and returns it). */
+enum refusal {
+	REFUSE_NONE = 0,
+	REFUSE_QUEUE_UNKNOWN = 1,
+	REFUSE_LIMITS,            /* a limit looser than the queue's: errors */
+	REFUSE_PAUSED,
+	REFUSE_ACTIVE,
+	REFUSE_FULL,
+	REFUSE_CREDITS,
+	ALREADY_INSERTED,         /* a retried transaction whose commit had landed */
+};
+
+struct queue_row {
+	int64_t price_per_job, price_per_second;
+	int64_t timeout_s, ttl_s, max_attempts, max_queued;
+	bool requires_approval, paused;
+};
+
+struct submit {
+	const struct job_spec *spec;
+	const struct caller *caller;
+	char id[GQ_UUID_LEN];
+	const char *input;
+	size_t input_len;
+	char events[64];
+	char actor[80];
+	/* Filled by the transaction (again on each run). */
+	struct json_object *errors;
+	struct queue_row q;
+	const char *status;
+	int64_t max_attempts, timeout_s, ttl_s, hold;
+	int priority;
+	uint64_t seq;
+	int runs;                 /* times submit_txn has started */
+};
+
+static int
+count_one(struct db_stmt *st, int64_t *n)
+{
+	int rc = db_exec(st);
+
+	if (rc != DB_OK)
+		return rc;
+	if ((rc = db_next(st)) != 1)
+		return rc < 0 ? rc : DB_ERR;
+	*n = db_i64(st, 0);
+	return DB_OK;
+}
+
+static int
+load_queue(struct db *db, const char *name, struct queue_row *q)
+{
+	struct db_stmt *st = db_prepare(db, SQL_QUEUE);
+	int rc;
+
+	if (st == NULL)
+		return db_last_status(db);
+	db_bind_str(st, 0, name);
+	if ((rc = db_exec(st)) != DB_OK)
+		return rc;
+	if ((rc = db_next(st)) != 1)
+		return rc < 0 ? rc : REFUSE_QUEUE_UNKNOWN;
+	q->price_per_job = db_i64(st, 0);
+	q->price_per_second = db_i64(st, 1);
+	q->timeout_s = db_i64(st, 2);
+	q->ttl_s = db_i64(st, 3);
+	q->max_attempts = db_i64(st, 4);
+	q->max_queued = db_i64(st, 5);
+	q->requires_approval = db_i64(st, 6) != 0;
+	q->paused = db_i64(st, 7) != 0;
+	return DB_OK;
+}
+
+/* A requested limit may only tighten the queue's. */
+static int64_t
+tighten(struct submit *s, const char *field, int64_t requested, int64_t queue_max)
+{
+	char msg[96];
+
+	if (requested == 0)
+		return queue_max;
+	if (requested > queue_max) {
+		snprintf(msg, sizeof msg, "may be at most %lld (the queue's limit)",
+		    (long long)queue_max);
+		problem_error_add(s->errors, field, msg);
+	}
+	return requested;
+}
+
+/* ALREADY_INSERTED when our job id exists: an earlier run's commit went
+ * through before the connection dropped. DB_OK when it does not. */
+static int
+find_inserted(struct db *db, struct submit *s)
+{
+	struct db_stmt *st = db_prepare(db, SQL_JOB_SEQ);
+	int rc;
+
+	if (st == NULL)
+		return db_last_status(db);
+	db_bind_str(st, 0, s->id);
+	db_bind_i64(st, 1, (int64_t)s->caller->user_id);
+	if ((rc = db_exec(st)) != DB_OK)
+		return rc;
+	if ((rc = db_next(st)) != 1)
+		return rc;
+	s->seq = (uint64_t)db_i64(st, 0);
+	return ALREADY_INSERTED;
+}
+
+static int
+insert_job(struct db *db, struct submit *s)
+{
+	const struct job_spec *sp = s->spec;
+	struct db_stmt *st = db_prepare(db, SQL_INSERT_JOB);
+	int rc;
+
+	if (st == NULL)
+		return db_last_status(db);
+	db_bind_str(st, 0, s->id);
+	db_bind_i64(st, 1, (int64_t)s->caller->user_id);
+	db_bind_str(st, 2, sp->queue);
+	db_bind_str(st, 3, s->status);
+	db_bind_i64(st, 4, s->priority);
+	db_bind_text(st, 5, s->input, s->input_len);
+	db_bind_text(st, 6, sp->metadata, sp->metadata_len);
+	db_bind_str(st, 7, sp->webhook);
+	db_bind_str(st, 8, sp->webhook ? s->events : NULL);
+	db_bind_i64(st, 9, s->max_attempts);
+	db_bind_i64(st, 10, s->timeout_s);
+	db_bind_i64(st, 11, s->ttl_s);
+	db_bind_i64(st, 12, s->hold);
+	rc = db_exec(st);
+	if (rc == DB_DUP) {
+		rc = find_inserted(db, s);
+		return rc == DB_OK ? DB_DUP : rc;
+	}
+	if (rc != DB_OK)
+		return rc;
+	s->seq = db_insert_id(st);
+	return DB_OK;
+}
+
+static int
+submit_txn(struct db *db, void *arg)
+{
+	struct submit *s = arg;
+	const struct job_spec *sp = s->spec;
+	struct db_stmt *st;
+	int64_t n;
+	int rc;
+
+	/* This function may run again after a retry: start clean, and after
+	 * a lost connection first look whether the last run's commit landed
+	 * (its job would now count against the limits below). */
+	json_object_put(s->errors);
+	if ((s->errors = json_object_new_array()) == NULL)
+		return DB_NOMEM;
+	if (s->runs++ > 0 && (rc = find_inserted(db, s)) != DB_OK)
+		return rc;
+
+	if ((st = db_prepare(db, SQL_LOCK_USER)) == NULL)
+		return db_last_status(db);
+	db_bind_i64(st, 0, (int64_t)s->caller->user_id);
+	if ((rc = count_one(st, &n)) != DB_OK)
+		return rc;
+
+	if ((rc = load_queue(db, sp->queue, &s->q)) != DB_OK)
+		return rc;
+	s->max_attempts = tighten(s, "max_attempts", sp->max_attempts, s->q.max_attempts);
+	s->timeout_s = tighten(s, "timeout_s", sp->timeout_s, s->q.timeout_s);
+	s->ttl_s = tighten(s, "ttl_s", sp->ttl_s, s->q.ttl_s);
+	if (json_object_array_length(s->errors) > 0)
+		return REFUSE_LIMITS;
+	if (s->q.paused)
+		return REFUSE_PAUSED;
+
+	if ((st = db_prepare(db, SQL_USER_ACTIVE)) == NULL)
+		return db_last_status(db);
+	db_bind_i64(st, 0, (int64_t)s->caller->user_id);
+	if ((rc = count_one(st, &n)) != DB_OK)
+		return rc;
+	if (n >= s->caller->max_active)
+		return REFUSE_ACTIVE;
+
+	/* §3: the submit rate (token bucket) and the monthly quota are
+	 * checked here, in this order, when they exist. */
+
+	if ((st = db_prepare(db, SQL_QUEUE_DEPTH)) == NULL)
+		return db_last_status(db);
+	db_bind_str(st, 0, sp->queue);
+	db_bind_i64(st, 1, s->q.max_queued);
+	if ((rc = count_one(st, &n)) != DB_OK)
+		return rc;
+	if (n >= s->q.max_queued)
+		return REFUSE_FULL;
+
+	if (__builtin_mul_overflow(s->q.price_per_second, s->timeout_s, &s->hold) ||
+	    __builtin_add_overflow(s->hold, s->q.price_per_job, &s->hold))
+		return REFUSE_CREDITS;
+
+	/* A tier's priority is the best a job gets; a request may lower it. */
+	s->priority = sp->priority > s->caller->tier_priority ? sp->priority : s->caller->tier_priority;
+	s->status = s->q.requires_approval ? "held" : "queued";
+	if ((rc = insert_job(db, s)) != DB_OK)
+		return rc;
+	if (s->hold > 0) {
+		rc = ledger_apply(db, s->caller->user_id, s->seq, "hold", -s->hold, s->actor, NULL);
+		if (rc == LEDGER_INSUFFICIENT)
+			return REFUSE_CREDITS;
+		if (rc != DB_OK)
+			return rc;
+	}
+	return job_event_add(db, s->seq, NULL, s->status, s->actor, "submitted", 0, 0);
+}
+
+struct render {
+	const char *base_url;
+	const char *id;
+	struct json_object *job;
+};
+
+static int
+render_job(struct db *db, void *arg)
+{
+	struct render *r = arg;
+
+	return jobjson_load(db, r->base_url, r->id, 0, &r->job);
+}
+
+/* 201 with the job; the job exists even when rendering it fails. */
+static void
+answer_created(struct ctx *c, struct submit *s)
+{
+	struct render r = { c->app->cfg->base_url, s->id, NULL };
+	int rc = app_read(c->app, render_job, &r);
+
+	resp_header(c->resp, "Location", "/v1/jobs/%s", s->id);
+	if (rc == DB_OK) {
+		resp_json(c->resp, 201, r.job);
+		json_object_put(r.job);
+		return;
+	}
+	log_warn("job_render_failed", "job=%s status=%d", s->id, rc);
+	r.job = json_object_new_object();
+	if (r.job == NULL) {
+		c->resp->failed = true;
+		return;
+	}
+	json_object_object_add(r.job, "id", json_object_new_string(s->id));
+	json_object_object_add(r.job, "queue", json_object_new_string(s->spec->queue));
+	json_object_object_add(r.job, "status", json_object_new_string(s->status));
+	resp_json(c->resp, 201, r.job);
+	json_object_put(r.job);
+}
+
+static void
+answer_refusal(struct ctx *c, struct submit *s, int rc)
+{
+	struct json_object *errors;
+
+	switch (rc) {
+	case REFUSE_QUEUE_UNKNOWN:
+		if ((errors = json_object_new_array()) != NULL)
+			problem_error_add(errors, "queue", "unknown queue");
+		resp_problem(c->resp, P_INVALID_REQUEST, "The request has invalid fields.", errors);
+		break;
+	case REFUSE_LIMITS:
+		resp_problem(c->resp, P_INVALID_REQUEST, "The request has invalid fields.", s->errors);
+		s->errors = NULL;
+		break;
+	case REFUSE_PAUSED:
+		resp_header(c->resp, "Retry-After", "%d", RETRY_AFTER_FULL_S);
+		resp_problem(c->resp, P_QUEUE_PAUSED, "The queue is paused; try again later.", NULL);
+		break;
+	case REFUSE_ACTIVE: {
+		char detail[128];
+		snprintf(detail, sizeof detail,
+		    "Your tier allows %d active jobs at a time.", c->caller.max_active);
+		resp_header(c->resp, "Retry-After", "%d", RETRY_AFTER_ACTIVE_S);
+		resp_problem(c->resp, P_TOO_MANY_ACTIVE_JOBS, detail, NULL);
+		break;
+	}
+	case REFUSE_FULL:
+		resp_header(c->resp, "Retry-After", "%d", RETRY_AFTER_FULL_S);
+		resp_problem(c->resp, P_QUEUE_FULL, "The queue holds as many jobs as it may.", NULL);
+		break;
+	case REFUSE_CREDITS: {
+		char need[32], detail[96];
+		ledger_format_credits(need, s->hold);
+		snprintf(detail, sizeof detail, "This job needs %s credits held.", need);
+		resp_problem(c->resp, P_INSUFFICIENT_CREDITS, detail, NULL);
+		break;
+	}
+	default:
+		resp_db_error(c->resp, c->app->db, "submit", rc < 0 ? rc : DB_ERR);
+		break;
+	}
+}
+
+/* Read the body within the configured limit; 0, or -1 with the answer set. */
+static int
+read_body(struct ctx *c, struct buf *body)
+{
+	const char *cl = req_param(c->req, "CONTENT_LENGTH");
+	long max = c->app->cfg->max_body_bytes;
+	long declared = -1;
+	char *end;
+	int rc;
+
+	if (cl != NULL && *cl) {
+		errno = 0;
+		declared = strtol(cl, &end, 10);
+		if (errno != 0 || *end != '\0' || declared < 0) {
+			resp_problem(c->resp, P_INVALID_REQUEST, "Content-Length is malformed.", NULL);
+			return -1;
+		}
+		if (declared > max)
+			goto too_large;
+	}
+	rc = req_read_body(c->req, body, (size_t)max);
+	if (rc < 0) {
+		resp_problem(c->resp, P_INVALID_REQUEST, "The body could not be read.", NULL);
+		return -1;
+	}
+	if (rc > 0 || (declared >= 0 && (long)body->len > declared))
+		goto too_large;
+	if (declared >= 0 && (long)body->len < declared) {
+		resp_problem(c->resp, P_INVALID_REQUEST, "The body is shorter than Content-Length.", NULL);
+		return -1;
+	}
+	return 0;
+too_large: {
+		char detail[96];
+		snprintf(detail, sizeof detail, "The body may be at most %ld bytes.", max);
+		resp_problem(c->resp, P_PAYLOAD_TOO_LARGE, detail, NULL);
+		return -1;
+	}
+}
+
+void
+submit_job(struct ctx *c)
+{
+	struct job_spec spec;
+	struct submit s;
+	struct json_object *errors = NULL;
+	struct buf body;
+	const char *why = NULL;
+	struct db *db;
+	int rc;
+
+	memset(&s, 0, sizeof s);
+	memset(&spec, 0, sizeof spec);
+	buf_init(&body, 0);
+
+	if (!http_content_type_is_json(req_param(c->req, "CONTENT_TYPE"))) {
+		resp_problem(c->resp, P_UNSUPPORTED_MEDIA_TYPE,
+		    "Send the job as Content-Type: application/json.", NULL);
+		goto out;
+	}
+	if (read_body(c, &body) < 0)
+		goto out;
+	if ((errors = json_object_new_array()) == NULL) {
+		c->resp->failed = true;
+		goto out;
+	}
+	switch (spec_parse(&spec, body.data ? body.data : "", body.len, errors, &why)) {
+	case SPEC_OK:
+		break;
+	case SPEC_BAD_JSON:
+		resp_problem(c->resp, P_INVALID_JSON, why, NULL);
+		goto out;
+	case SPEC_INVALID:
+		resp_problem(c->resp, P_INVALID_REQUEST, "The request has invalid fields.", errors);
+		errors = NULL;
+		goto out;
+	}
+	if (spec.nafter > 0) {
+		/* The schema has no table for dependencies yet. */
+		problem_error_add(errors, "after", "job dependencies are not supported yet");
+		resp_problem(c->resp, P_INVALID_REQUEST, "The request has invalid fields.", errors);
+		errors = NULL;
+		goto out;
+	}
+
+	/* Idempotency-Key (HTTP_IDEMPOTENCY_KEY) is looked up here, before
+	 * the transaction, when it is built. */
+
+	s.spec = &spec;
+	s.caller = &c->caller;
+	if (gq_uuid4(s.id) < 0 || (s.input = gq_json_text(spec.input, &s.input_len)) == NULL) {
+		c->resp->failed = true;
+		goto out;
+	}
+	spec_events_text(spec.events, s.events);
+	snprintf(s.actor, sizeof s.actor, "user:%s", c->caller.name);
+
+	if ((db = app_db(c->app)) == NULL) {
+		resp_db_error(c->resp, NULL, "submit", DB_GONE);
+		goto out;
+	}
+	rc = db_txn(db, submit_txn, &s);
+	if (rc != DB_OK && rc != ALREADY_INSERTED) {
+		answer_refusal(c, &s, rc);
+		if (rc > 0)
+			log_debug("submit_refused", "user=%s queue=%s reason=%d",
+			    c->caller.name, spec.queue, rc);
+		goto out;
+	}
+	log_debug("job_submitted", "job=%s user=%s queue=%s status=%s priority=%d",
+	    s.id, c->caller.name, spec.queue, s.status ? s.status : "?", s.priority);
+	if (s.status != NULL && strcmp(s.status, "queued") == 0 && c->app->cfg->wake_socket[0])
+		wake_send(c->app->cfg->wake_socket);
+	answer_created(c, &s);
+out:
+	json_object_put(s.errors);
+	json_object_put(errors);
+	spec_free(&spec);
+	buf_free(&body);
+}

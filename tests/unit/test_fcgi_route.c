@@ -1,0 +1,198 @@
+/* Unit tests: request paths, routing, methods and the Bearer header. */
+#include "autoconf.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+
+#define ID "0b8e4c1e-7c2a-4d3f-9a1b-2c3d4e5f6a7b"
+
+START_TEST(path_from_request_uri)
+{
+	char p[ROUTE_PATH_MAX];
+
+	ck_assert_int_eq(route_path("/v1/jobs?x=1", "/ignored", "/ignored", p, sizeof p), 0);
+	ck_assert_str_eq(p, "/v1/jobs");
+	ck_assert_int_eq(route_path("/v1/jobs/" ID "#frag", NULL, NULL, p, sizeof p), 0);
+	ck_assert_str_eq(p, "/v1/jobs/" ID);
+	ck_assert_int_eq(route_path("/healthz", NULL, NULL, p, sizeof p), 0);
+	ck_assert_str_eq(p, "/healthz");
+	/* Only a query: no path at all. */
+	ck_assert_int_eq(route_path("?a", NULL, NULL, p, sizeof p), -1);
+}
+END_TEST
+
+START_TEST(path_from_script_name)
+{
+	char p[ROUTE_PATH_MAX], small[8];
+
+	ck_assert_int_eq(route_path(NULL, "/v1", "/jobs", p, sizeof p), 0);
+	ck_assert_str_eq(p, "/v1/jobs");
+	ck_assert_int_eq(route_path("", "/healthz", NULL, p, sizeof p), 0);
+	ck_assert_str_eq(p, "/healthz");
+	ck_assert_int_eq(route_path(NULL, NULL, NULL, p, sizeof p), -1);
+	ck_assert_int_eq(route_path(NULL, "/v1/jobs", NULL, small, sizeof small), -1);
+	ck_assert_int_eq(route_path("/v1/jobs", NULL, NULL, small, sizeof small), -1);
+}
+END_TEST
+
+START_TEST(parse_known_routes)
+{
+	struct route rt;
+
+	route_parse("/healthz", &rt);
+	ck_assert_int_eq(rt.id, ROUTE_HEALTHZ);
+	route_parse("/v1/jobs", &rt);
+	ck_assert_int_eq(rt.id, ROUTE_JOBS);
+	route_parse("/v1/jobs/" ID, &rt);
+	ck_assert_int_eq(rt.id, ROUTE_JOB);
+	ck_assert_str_eq(rt.job_id, ID);
+	route_parse("/v1/jobs/" ID "/cancel", &rt);
+	ck_assert_int_eq(rt.id, ROUTE_JOB_CANCEL);
+	ck_assert_str_eq(rt.job_id, ID);
+	route_parse("/v1/jobs/" ID "/events", &rt);
+	ck_assert_int_eq(rt.id, ROUTE_JOB_EVENTS);
+	route_parse("/v1/jobs/" ID "/outputs/0", &rt);
+	ck_assert_int_eq(rt.id, ROUTE_JOB_OUTPUT);
+	ck_assert_int_eq(rt.output, 0);
+	route_parse("/v1/jobs/" ID "/outputs/12", &rt);
+	ck_assert_int_eq(rt.output, 12);
+}
+END_TEST
+
+START_TEST(parse_ids)
+{
+	struct route rt;
+
+	/* Uppercase ids are the same job. */
+	route_parse("/v1/jobs/0B8E4C1E-7C2A-4D3F-9A1B-2C3D4E5F6A7B", &rt);
+	ck_assert_int_eq(rt.id, ROUTE_JOB);
+	ck_assert_str_eq(rt.job_id, ID);
+	/* A malformed id keeps the route (405 still applies) but no id. */
+	route_parse("/v1/jobs/not-a-uuid", &rt);
+	ck_assert_int_eq(rt.id, ROUTE_JOB);
+	ck_assert_str_eq(rt.job_id, "");
+	route_parse("/v1/jobs/" ID "x/cancel", &rt);
+	ck_assert_int_eq(rt.id, ROUTE_JOB_CANCEL);
+	ck_assert_str_eq(rt.job_id, "");
+	route_parse("/v1/jobs/%30b8e4c1e-7c2a-4d3f-9a1b-2c3d4e5f6a7", &rt);
+	ck_assert_str_eq(rt.job_id, "");
+}
+END_TEST
+
+START_TEST(parse_output_index)
+{
+	static const char *bad[] = { "-1", "01", "1x", "", "9999999", "+1", " 1" };
+	struct route rt;
+	char p[256];
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(p, sizeof p, "/v1/jobs/" ID "/outputs/%s", bad[i]);
+		route_parse(p, &rt);
+		if (bad[i][0] == '\0')
+			ck_assert_int_eq(rt.id, ROUTE_NONE);
+		else
+			ck_assert_int_eq(rt.output, -1);
+	}
+	route_parse("/v1/jobs/" ID "/outputs/100000", &rt);
+	ck_assert_int_eq(rt.output, 100000);
+}
+END_TEST
+
+START_TEST(parse_unknown)
+{
+	static const char *paths[] = {
+		"/", "", "/v1", "/v1/", "/v1/jobs/", "/v1/jobsx", "/v1/jobs//cancel",
+		"/v1/jobs/" ID "/", "/v1/jobs/" ID "/nope", "/v1/jobs/" ID "/cancel/",
+		"/v1/jobs/" ID "/outputs", "/v1/jobs/" ID "/outputs/", "/v1/jobs/" ID "/outputs/1/x",
+		"/healthz/", "/HEALTHZ", "/v2/jobs",
+		"/v1/jobs/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	};
+	struct route rt;
+
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+		route_parse(paths[i], &rt);
+		ck_assert_msg(rt.id == ROUTE_NONE, "%s routed to %d", paths[i], rt.id);
+	}
+}
+END_TEST
+
+START_TEST(methods)
+{
+	ck_assert(route_method_ok(ROUTE_JOBS, "POST"));
+	ck_assert(!route_method_ok(ROUTE_JOBS, "GET"));
+	ck_assert(!route_method_ok(ROUTE_JOBS, "POS"));
+	ck_assert(!route_method_ok(ROUTE_JOBS, "post"));
+	ck_assert(route_method_ok(ROUTE_JOB, "GET"));
+	ck_assert(route_method_ok(ROUTE_JOB, "HEAD"));
+	ck_assert(!route_method_ok(ROUTE_JOB, "DELETE"));
+	ck_assert(!route_method_ok(ROUTE_JOB, "EA"));
+	ck_assert(!route_method_ok(ROUTE_JOB, ""));
+	ck_assert(!route_method_ok(ROUTE_JOB, NULL));
+	ck_assert(route_method_ok(ROUTE_JOB_CANCEL, "POST"));
+	ck_assert(!route_method_ok(ROUTE_JOB_CANCEL, "GET"));
+	ck_assert(route_method_ok(ROUTE_HEALTHZ, "GET"));
+	ck_assert(!route_method_ok(ROUTE_NONE, "GET"));
+	ck_assert_str_eq(route_allow(ROUTE_JOB_OUTPUT), "GET, HEAD");
+	ck_assert_str_eq(route_allow(ROUTE_JOB_CANCEL), "POST");
+}
+END_TEST
+
+START_TEST(bearer)
+{
+	static const char key[] = "gq_ABCDEFGH_0123456789012345678901234567890123456789abc";
+	char out[GQ_KEY_LEN], h[200];
+
+	ck_assert_uint_eq(strlen(key), GQ_KEY_LEN - 1);
+	snprintf(h, sizeof h, "Bearer %s", key);
+	ck_assert_int_eq(auth_bearer(h, out), 0);
+	ck_assert_str_eq(out, key);
+	snprintf(h, sizeof h, "bearer   %s  ", key);
+	ck_assert_int_eq(auth_bearer(h, out), 0);
+	ck_assert_str_eq(out, key);
+	snprintf(h, sizeof h, "Basic %s", key);
+	ck_assert_int_eq(auth_bearer(h, out), -1);
+	snprintf(h, sizeof h, "Bearer%s", key);
+	ck_assert_int_eq(auth_bearer(h, out), -1);
+	snprintf(h, sizeof h, "Bearer %s x", key);
+	ck_assert_int_eq(auth_bearer(h, out), -1);
+	snprintf(h, sizeof h, "Bearer %sX", key);
+	ck_assert_int_eq(auth_bearer(h, out), -1);
+	ck_assert_int_eq(auth_bearer("Bearer ", out), -1);
+	ck_assert_int_eq(auth_bearer("", out), -1);
+	ck_assert_int_eq(auth_bearer(NULL, out), -1);
+}
+END_TEST
+
+static Suite *
+suite(void)
+{
+	Suite *s = suite_create("fcgi_route");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, path_from_request_uri);
+	tcase_add_test(tc, path_from_script_name);
+	tcase_add_test(tc, parse_known_routes);
+	tcase_add_test(tc, parse_ids);
+	tcase_add_test(tc, parse_output_index);
+	tcase_add_test(tc, parse_unknown);
+	tcase_add_test(tc, methods);
+	tcase_add_test(tc, bearer);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
