@@ -7,6 +7,7 @@
  *   jobspec.c  parse and validate a submit body (no database)
  *   submit.c   POST /v1/jobs: admission in one transaction
  *   jobs.c     the other /v1/jobs/{id}... routes and /healthz
+ *   public.c   /v1/public/jobs/{id}...: the job page's view, no API key
  *   dispatch.c one request from start to end
  *   main.c     options, configuration, the accept loop */
 #ifndef GENQ_FCGI_APP_H
@@ -141,6 +142,8 @@ enum route_id {
 	ROUTE_JOB_CANCEL,     // /v1/jobs/{id}/cancel
 	ROUTE_JOB_EVENTS,     // /v1/jobs/{id}/events
 	ROUTE_JOB_OUTPUT,     // /v1/jobs/{id}/outputs/{n}
+	ROUTE_PUBLIC_JOB,     // /v1/public/jobs/{id}
+	ROUTE_PUBLIC_OUTPUT,  // /v1/public/jobs/{id}/outputs/{n}
 };
 
 #define ROUTE_PATH_MAX 1024
@@ -150,7 +153,7 @@ enum route_id {
 struct route {
 	enum route_id id;
 	char job_id[GQ_UUID_LEN];   // lowercase UUID, or "" when malformed
-	long output;                // ROUTE_JOB_OUTPUT: n, or -1 when malformed
+	long output;                // ..._OUTPUT: n, or -1 when malformed
 };
 
 // The request path without the query string: REQUEST_URI, else
@@ -220,6 +223,13 @@ void jobs_output(struct ctx *c);
 void jobs_events(struct ctx *c);
 void jobs_cancel(struct ctx *c);
 void jobs_healthz(struct ctx *c);
+
+/* ---- public.c: no authentication; the job id is the capability ---- */
+
+// GET /v1/public/jobs/{id}: the job without owner, metadata, cost or input.
+void public_job(struct ctx *c);
+// GET /v1/public/jobs/{id}/outputs/{n}: the download, as jobs_output.
+void public_output(struct ctx *c);
 
 /* ---- dispatch.c ---- */
 

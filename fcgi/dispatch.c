@@ -21,6 +21,8 @@ static const struct {
 	{ ROUTE_JOB_OUTPUT, "GET", jobs_output, true },
 	{ ROUTE_JOB_EVENTS, "GET", jobs_events, true },
 	{ ROUTE_JOB_CANCEL, "POST", jobs_cancel, true },
+	{ ROUTE_PUBLIC_JOB, "GET", public_job, false },
+	{ ROUTE_PUBLIC_OUTPUT, "GET", public_output, false },
 };
 
 static void

@@ -9,6 +9,7 @@ fcgi_libgenqfcgi_a_SOURCES = \
 	fcgi/dispatch.c \
 	fcgi/jobs.c \
 	fcgi/jobspec.c fcgi/jobspec.h \
+	fcgi/public.c \
 	fcgi/req.c \
 	fcgi/resp.c \
 	fcgi/route.c \

@@ -79,24 +79,13 @@ parse_index(const char *seg, size_t n)
 	return v <= OUTPUT_INDEX_MAX ? v : -1;
 }
 
-void
-route_parse(const char *path, struct route *rt)
+/* The part of a path after "/v1/jobs": "", "/{id}", "/{id}/cancel", ... */
+static void
+parse_jobs(const char *p, struct route *rt)
 {
 	char seg[128];
-	const char *p = path;
 	size_t n;
 
-	rt->id = ROUTE_NONE;
-	rt->job_id[0] = '\0';
-	rt->output = -1;
-
-	if (strcmp(path, "/healthz") == 0) {
-		rt->id = ROUTE_HEALTHZ;
-		return;
-	}
-	if (strncmp(p, "/v1/jobs", 8) != 0)
-		return;
-	p += 8;
 	if (*p == '\0') {
 		rt->id = ROUTE_JOBS;
 		return;
@@ -132,6 +121,33 @@ route_parse(const char *path, struct route *rt)
 	rt->id = ROUTE_JOB_OUTPUT;
 }
 
+void
+route_parse(const char *path, struct route *rt)
+{
+	rt->id = ROUTE_NONE;
+	rt->job_id[0] = '\0';
+	rt->output = -1;
+
+	if (strcmp(path, "/healthz") == 0) {
+		rt->id = ROUTE_HEALTHZ;
+		return;
+	}
+	if (strncmp(path, "/v1/jobs", 8) == 0) {
+		parse_jobs(path + 8, rt);
+		return;
+	}
+	/* The job page's view: only the job itself and its outputs. */
+	if (strncmp(path, "/v1/public/jobs", 15) != 0)
+		return;
+	parse_jobs(path + 15, rt);
+	if (rt->id == ROUTE_JOB)
+		rt->id = ROUTE_PUBLIC_JOB;
+	else if (rt->id == ROUTE_JOB_OUTPUT)
+		rt->id = ROUTE_PUBLIC_OUTPUT;
+	else
+		rt->id = ROUTE_NONE;
+}
+
 const char *
 route_allow(enum route_id id)
 {
@@ -140,6 +156,8 @@ route_allow(enum route_id id)
 	case ROUTE_JOB:
 	case ROUTE_JOB_EVENTS:
 	case ROUTE_JOB_OUTPUT:
+	case ROUTE_PUBLIC_JOB:
+	case ROUTE_PUBLIC_OUTPUT:
 		return "GET, HEAD";
 	case ROUTE_JOBS:
 		/* GET /v1/jobs (the listing) is a later issue. */

@@ -9,6 +9,7 @@ E2E_TESTS = \
 	tests/sim/test_comfyui_sim.py \
 	tests/e2e/test_jobs.py \
 	tests/e2e/test_errors.py \
+	tests/e2e/test_page.py \
 	tests/e2e/test_genqctl.py
 TESTS += $(E2E_TESTS)
 TEST_EXTENSIONS = .py

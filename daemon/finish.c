@@ -1,0 +1,429 @@
+#include "autoconf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "db.h"
+#include "genqd.h"
+#include "gqtime.h"
+#include "http.h"
+#include "jobevent.h"
+#include "ledger.h"
+#include "policy.h"
+
+/* The job row, locked. The checks after it (still running, this prompt,
+ * claimed by us) make the whole transaction a no-op when it runs again
+ * after a commit whose answer was lost. */
+static const char SQL_LOCK_JOB[] =
+    "SELECT user_id, status, prompt_id, claimed_by, attempts, max_attempts, cost_held, "
+    "cancel_requested FROM jobs WHERE seq = ? FOR UPDATE";
+static const char SQL_QUEUE_PRICE[] =
+    "SELECT price_per_job, price_per_second FROM queues WHERE name = ?";
+static const char SQL_ATTEMPT_AGE_MS[] =
+    "SELECT TIMESTAMPDIFF(MICROSECOND, started_at, UTC_TIMESTAMP(6)) DIV 1000 "
+    "FROM job_attempts WHERE job_seq = ? AND attempt = ?";
+static const char SQL_INSERT_OUTPUT[] =
+    "INSERT INTO job_outputs (job_seq, idx, kind, path, content_type, bytes, sha256, created_at) "
+    "VALUES (?, ?, 'file', ?, ?, ?, ?, UTC_TIMESTAMP(6))";
+static const char SQL_SUCCEED[] =
+    "UPDATE jobs SET status = 'succeeded', finished_at = UTC_TIMESTAMP(6), progress = 1, "
+    "claimed_by = NULL, lease_until = NULL, cost_charged = ?, cost_refunded = ?, "
+    "error_code = NULL, error_message = NULL, error_retryable = NULL "
+    "WHERE seq = ? AND status = 'running' AND prompt_id = ?";
+static const char SQL_END[] =
+    "UPDATE jobs SET status = ?, finished_at = UTC_TIMESTAMP(6), claimed_by = NULL, "
+    "lease_until = NULL, cost_charged = 0, cost_refunded = cost_held, error_code = ?, "
+    "error_message = LEFT(?, 2048), error_retryable = ? "
+    "WHERE seq = ? AND status = 'running' AND prompt_id = ?";
+static const char SQL_REQUEUE[] =
+    "UPDATE jobs SET status = 'queued', not_before = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, "
+    "backend_id = NULL, prompt_id = NULL, claimed_by = NULL, lease_until = NULL, progress = NULL "
+    "WHERE seq = ? AND status = 'running' AND prompt_id = ?";
+static const char SQL_ATTEMPT_END[] =
+    "UPDATE job_attempts SET finished_at = UTC_TIMESTAMP(6), outcome = ?, error_code = ?, "
+    "error_message = LEFT(?, 2048) WHERE job_seq = ? AND attempt = ?";
+static const char SQL_HAND_BACK_ALL[] =
+    "UPDATE jobs SET claimed_by = NULL, lease_until = UTC_TIMESTAMP(6) "
+    "WHERE claimed_by = ? AND status = 'running'";
+static const char SQL_HAND_BACK_BACKEND[] =
+    "UPDATE jobs SET claimed_by = NULL, lease_until = UTC_TIMESTAMP(6) "
+    "WHERE claimed_by = ? AND status = 'running' AND backend_id = ?";
+
+/* Positive db_txn result: the job is no longer this attempt's to end. */
+#define FINISH_STALE 1
+
+#define COMMIT_RETRY_MIN_US 500000LL
+#define COMMIT_RETRY_MAX_US 30000000LL
+
+enum verdict { V_SUCCEEDED, V_FAILED, V_CANCELED, V_RETRY };
+
+static const char *const verdict_status[] = { "succeeded", "failed", "canceled", "queued" };
+static const char *const verdict_outcome[] = { "succeeded", "failed", "canceled", "retry" };
+
+struct finish {
+	struct genqd *g;
+	struct run *r;
+	int64_t backoff_ms;        /* chosen once, so a rerun decides the same */
+	/* Results, valid after a commit. */
+	enum verdict verdict;
+	int64_t held, charged;
+	char reason[GQD_MSG_MAX + 64];
+};
+
+static int
+exec_or(struct db *db, struct db_stmt *st)
+{
+	return st == NULL ? db_last_status(db) : db_exec(st);
+}
+
+/* Run time to charge: the backend's own record when it has one, else the
+ * age of the attempt in the database. */
+static int
+charge_of(struct db *db, struct finish *f, int64_t *charge)
+{
+	struct run *r = f->r;
+	struct db_stmt *st;
+	int64_t per_job = 0, per_second = 0, run_ms = r->out.run_ms;
+	int rc;
+
+	if ((st = db_prepare(db, SQL_QUEUE_PRICE)) == NULL)
+		return db_last_status(db);
+	db_bind_str(st, 0, r->queue);
+	if ((rc = db_exec(st)) != DB_OK)
+		return rc;
+	if ((rc = db_next(st)) < 0)
+		return rc;
+	if (rc == 1) {
+		per_job = db_i64(st, 0);
+		per_second = db_i64(st, 1);
+	} else {
+		/* The queue is gone: charge what was held. */
+		*charge = f->held;
+		return DB_OK;
+	}
+	if (run_ms < 0 && per_second > 0) {
+		if ((st = db_prepare(db, SQL_ATTEMPT_AGE_MS)) == NULL)
+			return db_last_status(db);
+		db_bind_i64(st, 0, (int64_t)r->seq);
+		db_bind_i64(st, 1, r->attempt);
+		if ((rc = db_exec(st)) != DB_OK)
+			return rc;
+		if ((rc = db_next(st)) < 0)
+			return rc;
+		run_ms = rc == 1 ? db_i64(st, 0) : 0;
+	}
+	*charge = policy_charge(f->held, per_job, per_second, run_ms);
+	return DB_OK;
+}
+
+static int
+insert_outputs(struct db *db, struct finish *f)
+{
+	struct run *r = f->r;
+	int rc;
+
+	for (size_t i = 0; i < r->out.noutputs; i++) {
+		struct stored_output *o = &r->out.outputs[i];
+		struct db_stmt *st = db_prepare(db, SQL_INSERT_OUTPUT);
+
+		if (st == NULL)
+			return db_last_status(db);
+		db_bind_i64(st, 0, (int64_t)r->seq);
+		db_bind_i64(st, 1, (int64_t)i);
+		db_bind_str(st, 2, o->path);
+		db_bind_str(st, 3, o->content_type);
+		db_bind_i64(st, 4, o->bytes);
+		db_bind_str(st, 5, o->sha256);
+		if ((rc = db_exec(st)) != DB_OK)
+			return rc;
+	}
+	return DB_OK;
+}
+
+static int
+succeed(struct db *db, struct finish *f, uint64_t user_id)
+{
+	struct run *r = f->r;
+	struct db_stmt *st;
+	int64_t charge = 0;
+	int rc;
+
+	if ((rc = charge_of(db, f, &charge)) != DB_OK)
+		return rc;
+	f->charged = charge;
+	if ((rc = insert_outputs(db, f)) != DB_OK)
+		return rc;
+	if ((st = db_prepare(db, SQL_SUCCEED)) == NULL)
+		return db_last_status(db);
+	db_bind_i64(st, 0, charge);
+	db_bind_i64(st, 1, f->held - charge);
+	db_bind_i64(st, 2, (int64_t)r->seq);
+	db_bind_str(st, 3, r->prompt_id);
+	if ((rc = db_exec(st)) != DB_OK)
+		return rc;
+	if (f->held > 0 &&
+	    (rc = ledger_apply(db, user_id, r->seq, "release", f->held, f->g->actor,
+	    "job succeeded: hold released")) != DB_OK)
+		return rc < 0 ? rc : DB_ERR;
+	if (charge > 0 &&
+	    (rc = ledger_apply(db, user_id, r->seq, "charge", -charge, f->g->actor,
+	    "job succeeded")) != DB_OK)
+		return rc < 0 ? rc : DB_ERR;
+	return DB_OK;
+}
+
+static int
+end_unsuccessful(struct db *db, struct finish *f, uint64_t user_id)
+{
+	struct run *r = f->r;
+	struct db_stmt *st;
+	int rc;
+
+	if ((st = db_prepare(db, SQL_END)) == NULL)
+		return db_last_status(db);
+	db_bind_str(st, 0, verdict_status[f->verdict]);
+	if (f->verdict == V_FAILED) {
+		db_bind_str(st, 1, r->out.code);
+		db_bind_str(st, 2, r->out.message);
+		db_bind_i64(st, 3, r->out.retryable);
+	} else {
+		db_bind_null(st, 1);
+		db_bind_null(st, 2);
+		db_bind_null(st, 3);
+	}
+	db_bind_i64(st, 4, (int64_t)r->seq);
+	db_bind_str(st, 5, r->prompt_id);
+	if ((rc = db_exec(st)) != DB_OK)
+		return rc;
+	if (f->held > 0 &&
+	    (rc = ledger_apply(db, user_id, r->seq, "release", f->held, f->g->actor,
+	    f->verdict == V_FAILED ? "job failed: hold released" :
+	    "job canceled: hold released")) != DB_OK)
+		return rc < 0 ? rc : DB_ERR;
+	return DB_OK;
+}
+
+static int
+requeue(struct db *db, struct finish *f)
+{
+	struct run *r = f->r;
+	struct db_stmt *st = db_prepare(db, SQL_REQUEUE);
+
+	if (st == NULL)
+		return db_last_status(db);
+	db_bind_i64(st, 0, f->backoff_ms * 1000);
+	db_bind_i64(st, 1, (int64_t)r->seq);
+	db_bind_str(st, 2, r->prompt_id);
+	return db_exec(st);
+}
+
+static int
+record_attempt(struct db *db, struct finish *f)
+{
+	struct run *r = f->r;
+	struct db_stmt *st = db_prepare(db, SQL_ATTEMPT_END);
+
+	if (st == NULL)
+		return db_last_status(db);
+	db_bind_str(st, 0, verdict_outcome[f->verdict]);
+	if (r->out.kind == OUTCOME_FAILED) {
+		db_bind_str(st, 1, r->out.code);
+		db_bind_str(st, 2, r->out.message);
+	} else {
+		db_bind_null(st, 1);
+		db_bind_null(st, 2);
+	}
+	db_bind_i64(st, 3, (int64_t)r->seq);
+	db_bind_i64(st, 4, r->attempt);
+	return exec_or(db, st);
+}
+
+static int
+finish_txn(struct db *db, void *arg)
+{
+	struct finish *f = arg;
+	struct run *r = f->r;
+	struct db_stmt *st = db_prepare(db, SQL_LOCK_JOB);
+	const char *status, *prompt_id, *owner;
+	uint64_t user_id;
+	int attempts, max_attempts, rc;
+	bool cancel;
+
+	if (st == NULL)
+		return db_last_status(db);
+	db_bind_i64(st, 0, (int64_t)r->seq);
+	if ((rc = db_exec(st)) != DB_OK)
+		return rc;
+	if ((rc = db_next(st)) != 1)
+		return rc < 0 ? rc : FINISH_STALE;
+	status = db_text(st, 1, NULL);
+	prompt_id = db_text(st, 2, NULL);
+	owner = db_text(st, 3, NULL);
+	if (status == NULL || strcmp(status, "running") != 0 || prompt_id == NULL ||
+	    strcmp(prompt_id, r->prompt_id) != 0 || owner == NULL || strcmp(owner, f->g->id) != 0)
+		return FINISH_STALE;
+	user_id = (uint64_t)db_i64(st, 0);
+	attempts = (int)db_i64(st, 4);
+	max_attempts = (int)db_i64(st, 5);
+	f->held = db_i64(st, 6);
+	cancel = db_i64(st, 7) != 0;
+	f->charged = 0;
+
+	switch (r->out.kind) {
+	case OUTCOME_SUCCEEDED:
+		f->verdict = V_SUCCEEDED;
+		break;
+	case OUTCOME_CANCELED:
+		f->verdict = V_CANCELED;
+		break;
+	case OUTCOME_FAILED:
+		if (cancel)
+			f->verdict = V_CANCELED;
+		else if (r->out.retryable && attempts < max_attempts)
+			f->verdict = V_RETRY;
+		else
+			f->verdict = V_FAILED;
+		break;
+	}
+
+	switch (f->verdict) {
+	case V_SUCCEEDED:
+		rc = succeed(db, f, user_id);
+		snprintf(f->reason, sizeof f->reason, "%zu output(s)", r->out.noutputs);
+		break;
+	case V_RETRY:
+		rc = requeue(db, f);
+		snprintf(f->reason, sizeof f->reason, "retry in %.1f s after %s: %s",
+		    (double)f->backoff_ms / 1000.0, r->out.code, r->out.message);
+		break;
+	case V_FAILED:
+		rc = end_unsuccessful(db, f, user_id);
+		snprintf(f->reason, sizeof f->reason, "%s: %s", r->out.code, r->out.message);
+		break;
+	case V_CANCELED:
+		rc = end_unsuccessful(db, f, user_id);
+		snprintf(f->reason, sizeof f->reason, "canceled on request");
+		break;
+	}
+	if (rc != DB_OK)
+		return rc;
+	policy_utf8_fix(f->reason);
+	if ((rc = record_attempt(db, f)) != DB_OK)
+		return rc;
+	return job_event_add(db, r->seq, "running", verdict_status[f->verdict], f->g->actor,
+	    f->reason, r->attempt, r->backend->id);
+}
+
+static void
+log_verdict(struct finish *f)
+{
+	struct run *r = f->r;
+	char held[32], charged[32];
+
+	switch (f->verdict) {
+	case V_SUCCEEDED:
+		ledger_format_credits(held, f->held);
+		ledger_format_credits(charged, f->charged);
+		run_log(info, "job_succeeded", r, " outputs=%zu run_ms=%lld held=%s charged=%s",
+		    r->out.noutputs, (long long)r->out.run_ms, held, charged);
+		break;
+	case V_RETRY:
+		run_log(warn, "job_retry", r, " code=%s retry_in_ms=%lld msg=\"%.300s\"",
+		    r->out.code, (long long)f->backoff_ms, r->out.message);
+		break;
+	case V_FAILED:
+		run_log(warn, "job_failed", r, " code=%s retryable=%d msg=\"%.300s\"",
+		    r->out.code, r->out.retryable, r->out.message);
+		break;
+	case V_CANCELED:
+		run_log(info, "job_canceled", r, "%s", "");
+		break;
+	}
+}
+
+void
+finish_commit(struct genqd *g, struct run *r)
+{
+	struct finish f;
+	int64_t wait;
+	int rc;
+
+	memset(&f, 0, sizeof f);
+	f.g = g;
+	f.r = r;
+	f.backoff_ms = policy_backoff_ms(r->attempt, gq_random_u32());
+	rc = db_txn(g->db, finish_txn, &f);
+	if (rc == DB_OK) {
+		log_verdict(&f);
+		run_release(g, r);
+		return;
+	}
+	if (rc == FINISH_STALE) {
+		run_log(warn, "job_finish_stale", r, " note=\"the job changed under this attempt\"");
+		run_release(g, r);
+		return;
+	}
+	gqd_db_failed(g, rc, "finish");
+	wait = COMMIT_RETRY_MIN_US << (r->tries < 6 ? r->tries : 6);
+	if (wait > COMMIT_RETRY_MAX_US)
+		wait = COMMIT_RETRY_MAX_US;
+	r->tries++;
+	r->next_at = gq_mono_us() + wait;
+	run_log(warn, "job_finish_deferred", r, " tries=%d", r->tries);
+}
+
+void
+run_end(struct genqd *g, struct run *r)
+{
+	http_cancel(g->http, r->req);
+	r->req = NULL;
+	r->state = RUN_ENDED;
+	r->tries = 0;
+	r->next_at = 0;
+	policy_utf8_fix(r->out.message);
+	if (gqd_db_ready(g))
+		finish_commit(g, r);
+}
+
+void
+run_fail(struct genqd *g, struct run *r, const char *code, bool retryable, const char *fmt, ...)
+{
+	va_list ap;
+	size_t n;
+
+	r->out.kind = OUTCOME_FAILED;
+	snprintf(r->out.code, sizeof r->out.code, "%s", code);
+	r->out.retryable = retryable;
+	va_start(ap, fmt);
+	vsnprintf(r->out.message, sizeof r->out.message, fmt, ap);
+	va_end(ap);
+	/* Exception texts often end in a newline; it helps no one. */
+	n = strlen(r->out.message);
+	while (n > 0 && (r->out.message[n - 1] == '\n' || r->out.message[n - 1] == ' ' ||
+	    r->out.message[n - 1] == '\r' || r->out.message[n - 1] == '\t'))
+		r->out.message[--n] = '\0';
+	run_end(g, r);
+}
+
+int
+finish_hand_back(struct genqd *g, uint64_t backend_id)
+{
+	struct db_stmt *st;
+	int rc;
+
+	st = db_prepare(g->db, backend_id ? SQL_HAND_BACK_BACKEND : SQL_HAND_BACK_ALL);
+	if (st == NULL) {
+		gqd_db_failed(g, db_last_status(g->db), "hand_back");
+		return -1;
+	}
+	db_bind_str(st, 0, g->id);
+	if (backend_id)
+		db_bind_i64(st, 1, (int64_t)backend_id);
+	if ((rc = db_exec(st)) != DB_OK) {
+		gqd_db_failed(g, rc, "hand_back");
+		return -1;
+	}
+	return (int)db_affected_rows(st);
+}
