@@ -114,5 +114,20 @@ class JobLifecycleTest(StackTestCase):
         self.wait_terminal(self.key, job["id"])
 
 
+    def test_zz_genqd_exits_cleanly_on_sigterm_and_a_restart_carries_on(self):
+        # Named to run last: it restarts the daemon under the other tests.
+        job = self.submit(self.key, load_workflow(text="before the restart"))
+        self.wait_terminal(self.key, job["id"])
+        child = self.stack._children["genqd"]
+        self.stack.stop("genqd")
+        self.assertEqual(child.returncode, 0)
+        with open(os.path.join(self.stack.logdir, "genqd.log")) as f:
+            log = f.read()
+        self.assertIn("event=shutdown_done", log)
+        self.stack.start_genqd()
+        job = self.submit(self.key, load_workflow(text="after the restart"))
+        self.assertEqual(self.wait_terminal(self.key, job["id"])["status"], "succeeded")
+
+
 if __name__ == "__main__":
     harness.main()
