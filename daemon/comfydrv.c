@@ -104,6 +104,8 @@ on_submit(const struct http_result *res, void *arg)
 		 * deciding, never send the same prompt again. */
 		r->phase = P_RE_HISTORY;
 		r->next_at = gq_mono_us() + REATTACH_RETRY_US;
+		if (r->stop_wanted)
+			comfy_stop(g, r);      /* delete + interrupt cover both cases */
 		return;
 	}
 	switch (comfy_parse_submit(res->status, res->body, res->len, msg, sizeof msg)) {

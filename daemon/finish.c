@@ -379,6 +379,7 @@ run_end(struct genqd *g, struct run *r)
 {
 	http_cancel(g->http, r->req);
 	r->req = NULL;
+	r->submitting = false;
 	r->state = RUN_ENDED;
 	r->tries = 0;
 	r->next_at = 0;

@@ -11,7 +11,8 @@ E2E_TESTS = \
 	tests/e2e/test_errors.py \
 	tests/e2e/test_page.py \
 	tests/e2e/test_genqctl.py \
-	tests/e2e/test_cgi.py
+	tests/e2e/test_cgi.py \
+	tests/e2e/test_dispatch.py
 TESTS += $(E2E_TESTS)
 TEST_EXTENSIONS = .py
 PY_LOG_COMPILER = python3
