@@ -194,3 +194,20 @@ ctl_main(int argc, char **argv)
 		rc = ctl_fail("writing output failed");
 	return rc == CTL_DONE ? 0 : rc;
 }
+
+int
+ctl_list_verb(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv,
+    const char *sql, size_t ncols, const char *const *header, ctl_row_fn row)
+{
+	struct db_stmt *st;
+	struct db *db;
+	int rc;
+
+	if ((rc = ctl_args(cmd, argc, argv, 0, 0)) != CTL_OK)
+		return rc;
+	if ((db = ctl_db(ctl)) == NULL)
+		return CTL_FAIL;
+	if ((st = db_prepare(db, sql)) == NULL)
+		return ctl_fail_db(db, db_last_status(db));
+	return ctl_print_rows(db, st, ncols, header, row);
+}

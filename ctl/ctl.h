@@ -89,6 +89,11 @@ typedef void (*ctl_row_fn)(struct db_stmt *st, const char **cell, char (*buf)[32
 int ctl_print_rows(struct db *db, struct db_stmt *st, size_t ncols,
     const char *const *header, ctl_row_fn fn);
 
+/* The whole body of a list verb that takes no arguments: run sql (a
+ * literal) and print its rows under header. Returns a CTL_ status. */
+int ctl_list_verb(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv,
+    const char *sql, size_t ncols, const char *const *header, ctl_row_fn row);
+
 /* Release what the session opened. */
 void ctl_close(struct ctl *ctl);
 

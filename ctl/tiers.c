@@ -238,17 +238,8 @@ run_list(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 	static const char *const header[] = {
 		"NAME", ">PRIORITY", ">MAX_ACTIVE", ">RATE/MIN", ">BURST", ">USERS", "MONTHLY QUOTAS",
 	};
-	struct db_stmt *st;
-	struct db *db;
-	int rc;
 
-	if ((rc = ctl_args(cmd, argc, argv, 0, 0)) != CTL_OK)
-		return rc;
-	if ((db = ctl_db(ctl)) == NULL)
-		return CTL_FAIL;
-	if ((st = db_prepare(db, SQL_LIST)) == NULL)
-		return ctl_fail_db(db, db_last_status(db));
-	return ctl_print_rows(db, st, CTL_NSUBS(header), header, list_row);
+	return ctl_list_verb(ctl, cmd, argc, argv, SQL_LIST, CTL_NSUBS(header), header, list_row);
 }
 
 static const struct ctl_cmd subs[] = {
