@@ -7,6 +7,10 @@
  *   jobspec.c  parse and validate a submit body (no database)
  *   submit.c   POST /v1/jobs: admission in one transaction
  *   jobs.c     the other /v1/jobs/{id}... routes and /healthz
+ *   listing.c  GET /v1/jobs: the caller's jobs, filtered, keyset pages
+ *   regenerate.c POST /v1/jobs/{id}/regenerate: a new job from an old one
+ *   me.c       GET /v1/me: the caller's tier, credits and active jobs
+ *   queues.c   GET /v1/queues: per queue depth, throughput and backends
  *   public.c   /v1/public/jobs/{id}...: the job page's view, no API key
  *   dispatch.c one request from start to end
  *   main.c     options, configuration, the accept loop */
@@ -23,6 +27,7 @@
 
 struct db;
 struct genq_config;
+struct job_spec;
 
 /* ---- req.c: one request's CGI variables, body and output ---- */
 
@@ -142,6 +147,9 @@ enum route_id {
 	ROUTE_JOB_CANCEL,     // /v1/jobs/{id}/cancel
 	ROUTE_JOB_EVENTS,     // /v1/jobs/{id}/events
 	ROUTE_JOB_OUTPUT,     // /v1/jobs/{id}/outputs/{n}
+	ROUTE_JOB_REGENERATE, // /v1/jobs/{id}/regenerate
+	ROUTE_ME,             // /v1/me
+	ROUTE_QUEUES,         // /v1/queues
 	ROUTE_PUBLIC_JOB,     // /v1/public/jobs/{id}
 	ROUTE_PUBLIC_OUTPUT,  // /v1/public/jobs/{id}/outputs/{n}
 };
@@ -218,11 +226,36 @@ int auth_bearer(const char *header, char key[GQ_KEY_LEN]);
 /* ---- submit.c, jobs.c: route handlers; each sets c->resp ---- */
 
 void submit_job(struct ctx *c);
+// The admission transaction for a checked spec and its answer (201 with
+// Location, or the refusal). regenerated_from: the original's id, or NULL.
+void submit_admit(struct ctx *c, const struct job_spec *spec, const char *regenerated_from);
+// Read the request body within [http] max_body_bytes into body (initialised
+// by the caller). 0, or -1 with the answer (400/413) set.
+int submit_read_body(struct ctx *c, struct buf *body);
 void jobs_get(struct ctx *c);
 void jobs_output(struct ctx *c);
 void jobs_events(struct ctx *c);
 void jobs_cancel(struct ctx *c);
 void jobs_healthz(struct ctx *c);
+
+/* ---- listing.c, regenerate.c, me.c, queues.c ---- */
+
+// GET /v1/jobs: the caller's jobs (admin: all), newest first.
+void listing_jobs(struct ctx *c);
+
+// Parse a QUERY_STRING "cursor" value into the seq it names; 0, or -1 when
+// it is not one listing_cursor made.
+int listing_cursor_parse(const char *text, uint64_t *seq);
+// Write the opaque cursor for seq into out (LISTING_CURSOR_LEN bytes).
+#define LISTING_CURSOR_LEN 12
+void listing_cursor(uint64_t seq, char out[LISTING_CURSOR_LEN]);
+
+// POST /v1/jobs/{id}/regenerate.
+void regenerate_job(struct ctx *c);
+// GET /v1/me.
+void me_get(struct ctx *c);
+// GET /v1/queues.
+void queues_get(struct ctx *c);
 
 /* ---- public.c: no authentication; the job id is the capability ---- */
 

@@ -17,6 +17,10 @@ static const struct {
 } handlers[] = {
 	{ ROUTE_HEALTHZ, "GET", jobs_healthz, false },
 	{ ROUTE_JOBS, "POST", submit_job, true },
+	{ ROUTE_JOBS, "GET", listing_jobs, true },
+	{ ROUTE_JOB_REGENERATE, "POST", regenerate_job, true },
+	{ ROUTE_ME, "GET", me_get, true },
+	{ ROUTE_QUEUES, "GET", queues_get, true },
 	{ ROUTE_JOB, "GET", jobs_get, true },
 	{ ROUTE_JOB_OUTPUT, "GET", jobs_output, true },
 	{ ROUTE_JOB_EVENTS, "GET", jobs_events, true },

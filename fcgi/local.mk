@@ -9,7 +9,11 @@ fcgi_libgenqfcgi_a_SOURCES = \
 	fcgi/dispatch.c \
 	fcgi/jobs.c \
 	fcgi/jobspec.c fcgi/jobspec.h \
+	fcgi/listing.c \
+	fcgi/me.c \
 	fcgi/public.c \
+	fcgi/queues.c \
+	fcgi/regenerate.c \
 	fcgi/req.c \
 	fcgi/resp.c \
 	fcgi/route.c \

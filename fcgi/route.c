@@ -109,6 +109,8 @@ parse_jobs(const char *p, struct route *rt)
 			rt->id = ROUTE_JOB_CANCEL;
 		else if (strcmp(seg, "events") == 0)
 			rt->id = ROUTE_JOB_EVENTS;
+		else if (strcmp(seg, "regenerate") == 0)
+			rt->id = ROUTE_JOB_REGENERATE;
 		return;
 	}
 	if (strcmp(seg, "outputs") != 0)
@@ -130,6 +132,14 @@ route_parse(const char *path, struct route *rt)
 
 	if (strcmp(path, "/healthz") == 0) {
 		rt->id = ROUTE_HEALTHZ;
+		return;
+	}
+	if (strcmp(path, "/v1/me") == 0) {
+		rt->id = ROUTE_ME;
+		return;
+	}
+	if (strcmp(path, "/v1/queues") == 0) {
+		rt->id = ROUTE_QUEUES;
 		return;
 	}
 	if (strncmp(path, "/v1/jobs", 8) == 0) {
@@ -158,11 +168,13 @@ route_allow(enum route_id id)
 	case ROUTE_JOB_OUTPUT:
 	case ROUTE_PUBLIC_JOB:
 	case ROUTE_PUBLIC_OUTPUT:
+	case ROUTE_ME:
+	case ROUTE_QUEUES:
 		return "GET, HEAD";
 	case ROUTE_JOBS:
-		/* GET /v1/jobs (the listing) is a later issue. */
-		return "POST";
+		return "GET, HEAD, POST";
 	case ROUTE_JOB_CANCEL:
+	case ROUTE_JOB_REGENERATE:
 		return "POST";
 	case ROUTE_NONE:
 		break;

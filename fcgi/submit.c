@@ -37,8 +37,8 @@ static const char SQL_QUEUE_DEPTH[] =
 static const char SQL_INSERT_JOB[] =
     "INSERT INTO jobs (id, user_id, queue, status, priority, input, metadata, "
     "webhook_url, webhook_events, max_attempts, timeout_s, ttl_s, cost_held, "
-    "created_at, not_before) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))";
+    "regenerated_from, created_at, not_before) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))";
 static const char SQL_JOB_SEQ[] =
     "SELECT seq FROM jobs WHERE id = ? AND user_id = ?";
 
@@ -66,6 +66,7 @@ struct queue_row {
 struct submit {
 	const struct job_spec *spec;
 	const struct caller *caller;
+	const char *regenerated_from;   /* or NULL */
 	char id[GQ_UUID_LEN];
 	const char *input;
 	size_t input_len;
@@ -176,6 +177,7 @@ insert_job(struct db *db, struct submit *s)
 	db_bind_i64(st, 10, s->timeout_s);
 	db_bind_i64(st, 11, s->ttl_s);
 	db_bind_i64(st, 12, s->hold);
+	db_bind_str(st, 13, s->regenerated_from);
 	rc = db_exec(st);
 	if (rc == DB_DUP) {
 		rc = find_inserted(db, s);
@@ -344,9 +346,8 @@ answer_refusal(struct ctx *c, struct submit *s, int rc)
 	}
 }
 
-/* Read the body within the configured limit; 0, or -1 with the answer set. */
-static int
-read_body(struct ctx *c, struct buf *body)
+int
+submit_read_body(struct ctx *c, struct buf *body)
 {
 	const char *cl = req_param(c->req, "CONTENT_LENGTH");
 	long max = c->app->cfg->max_body_bytes;
@@ -384,18 +385,55 @@ too_large: {
 	}
 }
 
+/* The admission of SPEC §3 for a checked spec, then the answer: 201 with
+ * the job, or the refusal. POST /v1/jobs and .../regenerate both end here. */
 void
-submit_job(struct ctx *c)
+submit_admit(struct ctx *c, const struct job_spec *spec, const char *regenerated_from)
 {
-	struct job_spec spec;
 	struct submit s;
-	struct json_object *errors = NULL;
-	struct buf body;
-	const char *why = NULL;
 	struct db *db;
 	int rc;
 
 	memset(&s, 0, sizeof s);
+	s.regenerated_from = regenerated_from;
+	s.spec = spec;
+	s.caller = &c->caller;
+	if (gq_uuid4(s.id) < 0 || (s.input = gq_json_text(spec->input, &s.input_len)) == NULL) {
+		c->resp->failed = true;
+		goto out;
+	}
+	spec_events_text(spec->events, s.events);
+	snprintf(s.actor, sizeof s.actor, "user:%s", c->caller.name);
+
+	if ((db = app_db(c->app)) == NULL) {
+		resp_db_error(c->resp, NULL, "submit", DB_GONE);
+		goto out;
+	}
+	rc = db_txn(db, submit_txn, &s);
+	if (rc != DB_OK && rc != ALREADY_INSERTED) {
+		answer_refusal(c, &s, rc);
+		if (rc > 0)
+			log_debug("submit_refused", "user=%s queue=%s reason=%d",
+			    c->caller.name, spec->queue, rc);
+		goto out;
+	}
+	log_debug("job_submitted", "job=%s user=%s queue=%s status=%s priority=%d",
+	    s.id, c->caller.name, spec->queue, s.status ? s.status : "?", s.priority);
+	if (s.status != NULL && strcmp(s.status, "queued") == 0 && c->app->cfg->wake_socket[0])
+		wake_send(c->app->cfg->wake_socket);
+	answer_created(c, &s);
+out:
+	json_object_put(s.errors);
+}
+
+void
+submit_job(struct ctx *c)
+{
+	struct job_spec spec;
+	struct json_object *errors = NULL;
+	struct buf body;
+	const char *why = NULL;
+
 	memset(&spec, 0, sizeof spec);
 	buf_init(&body, 0);
 
@@ -404,7 +442,7 @@ submit_job(struct ctx *c)
 		    "Send the job as Content-Type: application/json.", NULL);
 		goto out;
 	}
-	if (read_body(c, &body) < 0)
+	if (submit_read_body(c, &body) < 0)
 		goto out;
 	if ((errors = json_object_new_array()) == NULL) {
 		c->resp->failed = true;
@@ -432,34 +470,8 @@ submit_job(struct ctx *c)
 	/* Idempotency-Key (HTTP_IDEMPOTENCY_KEY) is looked up here, before
 	 * the transaction, when it is built. */
 
-	s.spec = &spec;
-	s.caller = &c->caller;
-	if (gq_uuid4(s.id) < 0 || (s.input = gq_json_text(spec.input, &s.input_len)) == NULL) {
-		c->resp->failed = true;
-		goto out;
-	}
-	spec_events_text(spec.events, s.events);
-	snprintf(s.actor, sizeof s.actor, "user:%s", c->caller.name);
-
-	if ((db = app_db(c->app)) == NULL) {
-		resp_db_error(c->resp, NULL, "submit", DB_GONE);
-		goto out;
-	}
-	rc = db_txn(db, submit_txn, &s);
-	if (rc != DB_OK && rc != ALREADY_INSERTED) {
-		answer_refusal(c, &s, rc);
-		if (rc > 0)
-			log_debug("submit_refused", "user=%s queue=%s reason=%d",
-			    c->caller.name, spec.queue, rc);
-		goto out;
-	}
-	log_debug("job_submitted", "job=%s user=%s queue=%s status=%s priority=%d",
-	    s.id, c->caller.name, spec.queue, s.status ? s.status : "?", s.priority);
-	if (s.status != NULL && strcmp(s.status, "queued") == 0 && c->app->cfg->wake_socket[0])
-		wake_send(c->app->cfg->wake_socket);
-	answer_created(c, &s);
+	submit_admit(c, &spec, NULL);
 out:
-	json_object_put(s.errors);
 	json_object_put(errors);
 	spec_free(&spec);
 	buf_free(&body);

@@ -8,6 +8,7 @@ TESTS += tests/unit/test_lib
 E2E_TESTS = \
 	tests/sim/test_comfyui_sim.py \
 	tests/e2e/test_jobs.py \
+	tests/e2e/test_api.py \
 	tests/e2e/test_errors.py \
 	tests/e2e/test_page.py \
 	tests/e2e/test_genqctl.py \

@@ -261,7 +261,7 @@ START_TEST(wrong_method)
 {
 	const char *p1[] = { "REQUEST_METHOD", "DELETE", "REQUEST_URI", JOB, NULL };
 	const char *p2[] = { "REQUEST_METHOD", "GET", "REQUEST_URI", JOB "/cancel", NULL };
-	const char *p3[] = { "REQUEST_METHOD", "GET", "REQUEST_URI", "/v1/jobs", NULL };
+	const char *p3[] = { "REQUEST_METHOD", "DELETE", "REQUEST_URI", "/v1/jobs", NULL };
 	struct answer a;
 
 	run(p1, NULL, &a);
@@ -274,6 +274,7 @@ START_TEST(wrong_method)
 	answer_free(&a);
 	run(p3, NULL, &a);
 	ck_assert_int_eq(a.status, 405);
+	ck_assert(strstr(a.head, "Allow: GET, HEAD, POST\r\n") != NULL);
 	answer_free(&a);
 }
 END_TEST

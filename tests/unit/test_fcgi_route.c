@@ -2,6 +2,7 @@
 #include "autoconf.h"
 
 #include <check.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,13 @@ START_TEST(parse_known_routes)
 	ck_assert_int_eq(rt.output, 0);
 	route_parse("/v1/jobs/" ID "/outputs/12", &rt);
 	ck_assert_int_eq(rt.output, 12);
+	route_parse("/v1/jobs/" ID "/regenerate", &rt);
+	ck_assert_int_eq(rt.id, ROUTE_JOB_REGENERATE);
+	ck_assert_str_eq(rt.job_id, ID);
+	route_parse("/v1/me", &rt);
+	ck_assert_int_eq(rt.id, ROUTE_ME);
+	route_parse("/v1/queues", &rt);
+	ck_assert_int_eq(rt.id, ROUTE_QUEUES);
 }
 END_TEST
 
@@ -108,7 +116,8 @@ START_TEST(parse_unknown)
 		"/", "", "/v1", "/v1/", "/v1/jobs/", "/v1/jobsx", "/v1/jobs//cancel",
 		"/v1/jobs/" ID "/", "/v1/jobs/" ID "/nope", "/v1/jobs/" ID "/cancel/",
 		"/v1/jobs/" ID "/outputs", "/v1/jobs/" ID "/outputs/", "/v1/jobs/" ID "/outputs/1/x",
-		"/healthz/", "/HEALTHZ", "/v2/jobs",
+		"/healthz/", "/HEALTHZ", "/v2/jobs", "/v1/me/", "/v1/queues/x", "/v1/mex",
+		"/v1/public/jobs/" ID "/regenerate",
 		"/v1/jobs/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 	};
 	struct route rt;
@@ -123,7 +132,14 @@ END_TEST
 START_TEST(methods)
 {
 	ck_assert(route_method_ok(ROUTE_JOBS, "POST"));
-	ck_assert(!route_method_ok(ROUTE_JOBS, "GET"));
+	ck_assert(route_method_ok(ROUTE_JOBS, "GET"));
+	ck_assert(!route_method_ok(ROUTE_JOBS, "DELETE"));
+	ck_assert(route_method_ok(ROUTE_JOB_REGENERATE, "POST"));
+	ck_assert(!route_method_ok(ROUTE_JOB_REGENERATE, "GET"));
+	ck_assert(route_method_ok(ROUTE_ME, "GET"));
+	ck_assert(!route_method_ok(ROUTE_ME, "POST"));
+	ck_assert(route_method_ok(ROUTE_QUEUES, "HEAD"));
+	ck_assert(!route_method_ok(ROUTE_QUEUES, "POST"));
 	ck_assert(!route_method_ok(ROUTE_JOBS, "POS"));
 	ck_assert(!route_method_ok(ROUTE_JOBS, "post"));
 	ck_assert(route_method_ok(ROUTE_JOB, "GET"));
@@ -138,6 +154,30 @@ START_TEST(methods)
 	ck_assert(!route_method_ok(ROUTE_NONE, "GET"));
 	ck_assert_str_eq(route_allow(ROUTE_JOB_OUTPUT), "GET, HEAD");
 	ck_assert_str_eq(route_allow(ROUTE_JOB_CANCEL), "POST");
+}
+END_TEST
+
+START_TEST(cursor)
+{
+	char c[LISTING_CURSOR_LEN];
+	uint64_t seq;
+	static const uint64_t seqs[] = { 1, 7, 255, 1234567890123ULL, INT64_MAX };
+
+	for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
+		listing_cursor(seqs[i], c);
+		ck_assert_uint_eq(strlen(c), LISTING_CURSOR_LEN - 1);
+		ck_assert_int_eq(listing_cursor_parse(c, &seq), 0);
+		ck_assert_uint_eq(seq, seqs[i]);
+	}
+	listing_cursor(42, c);
+	c[LISTING_CURSOR_LEN - 2] = 'B';     /* non-canonical last character */
+	ck_assert_int_eq(listing_cursor_parse(c, &seq), -1);
+	ck_assert_int_eq(listing_cursor_parse("", &seq), -1);
+	ck_assert_int_eq(listing_cursor_parse("garbage", &seq), -1);
+	ck_assert_int_eq(listing_cursor_parse("AAAAAAAAAAA", &seq), -1);   /* seq 0 */
+	ck_assert_int_eq(listing_cursor_parse("_____________", &seq), -1);
+	ck_assert_int_eq(listing_cursor_parse("AAAAAAAAAA+", &seq), -1);
+	ck_assert_int_eq(listing_cursor_parse("gAAAAAAAAAA", &seq), -1);   /* > INT64_MAX */
 }
 END_TEST
 
@@ -180,6 +220,7 @@ suite(void)
 	tcase_add_test(tc, parse_output_index);
 	tcase_add_test(tc, parse_unknown);
 	tcase_add_test(tc, methods);
+	tcase_add_test(tc, cursor);
 	tcase_add_test(tc, bearer);
 	suite_add_tcase(s, tc);
 	return s;

@@ -1,0 +1,151 @@
+/* regenerate: POST /v1/jobs/{id}/regenerate. A new job in the original's
+ * queue with the original's input, each top-level key of the optional
+ * {"input_overrides": {...}} replacing the input's (for a ComfyUI workflow:
+ * whole nodes). The new job names the original in regenerated_from and goes
+ * through the same admission as POST /v1/jobs (submit_admit); its limits
+ * and priority are the queue's and the tier's, like a fresh submit's.
+ * Another user's job answers 404 like an unknown id. */
+#include "autoconf.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "app.h"
+#include "db.h"
+#include "jobspec.h"
+#include "jsonutil.h"
+
+static const char SQL_ORIGINAL[] =
+    "SELECT user_id, queue, input FROM jobs WHERE id = ?";
+
+#define NOT_FOUND 1
+
+struct original {
+	struct ctx *c;
+	char queue[SPEC_QUEUE_MAX + 1];
+	struct json_object *input;      /* owned */
+};
+
+static int
+read_original(struct db *db, void *arg)
+{
+	struct original *o = arg;
+	struct db_stmt *st = db_prepare(db, SQL_ORIGINAL);
+	const char *text;
+	size_t len;
+	int rc;
+
+	if (st == NULL)
+		return db_last_status(db);
+	db_bind_str(st, 0, o->c->route.job_id);
+	if ((rc = db_exec(st)) != DB_OK)
+		return rc;
+	if ((rc = db_next(st)) != 1)
+		return rc < 0 ? rc : NOT_FOUND;
+	if (!o->c->caller.admin && (uint64_t)db_i64(st, 0) != o->c->caller.user_id)
+		return NOT_FOUND;
+	snprintf(o->queue, sizeof o->queue, "%s", db_text(st, 1, NULL));
+	text = db_text(st, 2, &len);
+	json_object_put(o->input);
+	o->input = gq_json_parse(text ? text : "", len, GQ_JSON_MAX_DEPTH, NULL);
+	if (o->input == NULL || !json_object_is_type(o->input, json_type_object))
+		return DB_ERR;      /* the handler stored it checked: cannot happen */
+	return DB_OK;
+}
+
+/* The overrides of the body, or NULL for none; -1 with the answer set. */
+static int
+read_overrides(struct ctx *c, struct buf *body, struct json_object **root,
+    struct json_object **overrides)
+{
+	struct json_object *errors;
+	const char *why = NULL;
+	bool bad = false;
+
+	*overrides = NULL;
+	if (submit_read_body(c, body) < 0)
+		return -1;
+	if (body->len == 0)
+		return 0;
+	if (!http_content_type_is_json(req_param(c->req, "CONTENT_TYPE"))) {
+		resp_problem(c->resp, P_UNSUPPORTED_MEDIA_TYPE,
+		    "Send the body as Content-Type: application/json.", NULL);
+		return -1;
+	}
+	if ((*root = gq_json_parse(body->data, body->len, GQ_JSON_MAX_DEPTH, &why)) == NULL) {
+		resp_problem(c->resp, P_INVALID_JSON, why, NULL);
+		return -1;
+	}
+	if ((errors = json_object_new_array()) == NULL) {
+		c->resp->failed = true;
+		return -1;
+	}
+	if (!json_object_is_type(*root, json_type_object)) {
+		problem_error_add(errors, "", "must be an object");
+		bad = true;
+	} else {
+		json_object_object_foreach(*root, key, val) {
+			if (strcmp(key, "input_overrides") != 0) {
+				problem_error_add(errors, key, "unknown field");
+				bad = true;
+			} else if (!json_object_is_type(val, json_type_object)) {
+				problem_error_add(errors, key, "must be an object");
+				bad = true;
+			} else {
+				*overrides = val;
+			}
+		}
+	}
+	if (bad) {
+		resp_problem(c->resp, P_INVALID_REQUEST, "The request has invalid fields.", errors);
+		return -1;
+	}
+	json_object_put(errors);
+	return 0;
+}
+
+void
+regenerate_job(struct ctx *c)
+{
+	struct original orig = { c, "", NULL };
+	struct json_object *root = NULL, *overrides = NULL;
+	struct job_spec spec;
+	struct buf body;
+	int rc;
+
+	buf_init(&body, 0);
+	if (c->route.job_id[0] == '\0') {
+		resp_problem(c->resp, P_NOT_FOUND, "No such job.", NULL);
+		goto out;
+	}
+	if (read_overrides(c, &body, &root, &overrides) < 0)
+		goto out;
+	rc = app_read(c->app, read_original, &orig);
+	if (rc == NOT_FOUND) {
+		resp_problem(c->resp, P_NOT_FOUND, "No such job.", NULL);
+		goto out;
+	}
+	if (rc != DB_OK) {
+		resp_db_error(c->resp, c->app->db, "regenerate", rc);
+		goto out;
+	}
+	if (overrides != NULL) {
+		json_object_object_foreach(overrides, key, val) {
+			if (json_object_object_add(orig.input, key, json_object_get(val)) != 0) {
+				c->resp->failed = true;
+				goto out;
+			}
+		}
+	}
+
+	/* A fresh submit's spec: only queue and input are carried over. */
+	memset(&spec, 0, sizeof spec);
+	spec.queue = orig.queue;
+	spec.input = orig.input;
+	spec.priority = -1;
+	submit_admit(c, &spec, c->route.job_id);
+out:
+	json_object_put(orig.input);
+	json_object_put(root);
+	buf_free(&body);
+}
