@@ -110,10 +110,11 @@ class Stack:
             return state
         except FileNotFoundError:
             pass
-        port = port or free_port()
-        sims = [(port + 1 + i) if port != 0 and port + 1 + i < 65536 else free_port()
+        # With a fixed port the simulators take the next ones; otherwise
+        # each binds port 0 itself (no window for another stack to take it).
+        sims = [(port + 1 + i) if port != 0 and port + 1 + i < 65536 else 0
                 for i in range(self.nbackends)]
-        return {"port": port, "sim_ports": sims,
+        return {"port": port or free_port(), "fixed_port": port != 0, "sim_ports": sims,
                 "db_password": secrets.token_urlsafe(18)}
 
     def _save_state(self):
@@ -316,13 +317,28 @@ http {{
 
     def start_sim(self, i):
         port = self.state["sim_ports"][i]
-        outdir = self.path(f"sim{i + 1}")
+        name = f"sim{i + 1}"
+        outdir = self.path(name)
         os.makedirs(outdir, exist_ok=True)
-        self._spawn(f"sim{i + 1}", [
-            sys.executable, os.path.join(SRCDIR, "tests", "sim", "comfyui_sim.py"),
-            "--port", str(port), "--output-dir", outdir, "--name", f"sim{i + 1}",
+        logfile = os.path.join(self.logdir, name + ".log")
+        offset = os.path.getsize(logfile) if os.path.exists(logfile) else 0
+        self._spawn(name, [
+            sys.executable, "-u", os.path.join(SRCDIR, "tests", "sim", "comfyui_sim.py"),
+            "--port", str(port), "--output-dir", outdir, "--name", name,
             "--run-ms", str(self.sim_run_ms)])
-        wait_for(f"simulator {i + 1}", lambda: _port_open(port))
+
+        def bound():
+            with open(logfile) as f:
+                f.seek(offset)
+                for line in f:
+                    if line.startswith("listening port="):
+                        self.state["sim_ports"][i] = int(line.split("=")[1])
+                        return True
+            if not self.running(name):
+                raise StackError(f"simulator {i + 1} exited; see {logfile}")
+            return False
+        wait_for(f"simulator {i + 1}", bound)
+        self._save_state()
 
     def sim_url(self, i):
         return f"http://127.0.0.1:{self.state['sim_ports'][i]}"
@@ -344,11 +360,27 @@ http {{
         wait_for("FastCGI workers", lambda: len(self._read_pids("fcgi")) == self.fcgi_workers)
 
     def start_nginx(self):
+        """Start nginx; a free port picked for a test can be taken by someone
+        else before nginx binds it, so then pick another and try again."""
         os.makedirs(self.path("nginx", "tmp"), exist_ok=True)
-        self.write_nginx_config()
-        self._spawn("nginx", ["nginx", "-p", self.path("nginx"), "-c",
-                              self.path("nginx", "nginx.conf")])
-        wait_for("nginx", lambda: _port_open(self.state["port"]))
+        for _ in range(5):
+            self.write_nginx_config()
+            proc = self._spawn("nginx", ["nginx", "-p", self.path("nginx"), "-c",
+                                         self.path("nginx", "nginx.conf")])
+            try:
+                wait_for("nginx", lambda: _port_open(self.state["port"]) or
+                         proc.poll() is not None)
+            except TimeoutError:
+                raise StackError("nginx did not start; see log/nginx-error.log")
+            if proc.poll() is None:
+                return
+            self._children.pop("nginx", None)
+            if self.state.get("fixed_port"):
+                raise StackError(f"nginx could not listen on port {self.state['port']}")
+            self.state["port"] = free_port()
+            self._save_state()
+            self.write_config()       # base_url follows the port
+        raise StackError("nginx could not find a free port")
 
     def start_genqd(self, name="genqd", daemon_id=None, config=None):
         argv = [self.bin("genqd"), "--config", config or self.config_path]
@@ -369,10 +401,10 @@ http {{
                 self.start_sim(i)
         if seed:
             self.seed()
-        if not self.running("fcgi"):
-            self.start_fcgi()
         if not self.running("nginx"):
             self.start_nginx()
+        if not self.running("fcgi"):
+            self.start_fcgi()
         if not self.running("genqd"):
             self.start_genqd()
         wait_for("healthz", lambda: _http_status(self.url + "/healthz") == 200)

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Dispatch benchmarks (SPEC §8) against a real local stack.
+
+  bench/dispatch.py idle-gap  [--jobs 20] [--run-ms 1000] [--backends 2]
+      A deep queue of run-ms jobs: how long each simulated GPU sits idle
+      between two jobs, from the backends' own execution timestamps.
+  bench/dispatch.py latency   [--jobs 50]
+      One job at a time to an idle backend: submit (HTTP 201) to the
+      backend's execution_start.
+  bench/dispatch.py drain     [--jobs 2000] [--backends 4]
+      Instant jobs: jobs per second from the first claim to the last
+      completion, through one genqd.
+
+Needs a build (./dev test or make) and the packages ./dev installs. Every
+server listens on 127.0.0.1; everything is bounded by --jobs.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "e2e"))
+from harness import load_workflow, request  # noqa: E402
+from stack import Stack  # noqa: E402
+
+
+def start(args, run_ms, backends):
+    root = tempfile.mkdtemp(prefix="genq-bench-")
+    stack = Stack(root, backends=backends, sim_run_ms=run_ms,
+                  daemon_settings={"history_poll_ms": 20, "poll_interval_ms": 200})
+    stack.up()
+    stack.genqctl("tier", "set", "bench", "--priority", "1", "--max-active", "1000000",
+                  "--rate", "1000000", "--burst", "1000000")
+    key = stack.add_user("bench", tier="bench", credits="1000000")
+    return stack, key, root
+
+
+def submit(stack, key, text):
+    r = request(stack.url + "/v1/jobs", "POST", load_workflow(text=text), key=key)
+    assert r.status == 201, r.body
+    return r.json["id"]
+
+
+def wait_all(stack, key, ids, timeout):
+    deadline = time.monotonic() + timeout
+    pending = set(ids)
+    while pending and time.monotonic() < deadline:
+        for job_id in list(pending)[:50]:
+            st = request(f"{stack.url}/v1/jobs/{job_id}", key=key).json["status"]
+            if st in ("succeeded", "failed", "canceled", "expired"):
+                assert st == "succeeded", (job_id, st)
+                pending.discard(job_id)
+        time.sleep(0.05)
+    assert not pending, f"{len(pending)} jobs unfinished"
+
+
+def sim_runs(stack, i):
+    """(start_ms, end_ms) of every prompt a simulator ran, from /history."""
+    hist = request(stack.sim_url(i) + "/history?max_items=100000").json
+    runs = []
+    for entry in hist.values():
+        msgs = {m[0]: m[1] for m in entry["status"]["messages"]}
+        if "execution_start" in msgs and "execution_success" in msgs:
+            runs.append((msgs["execution_start"]["timestamp"],
+                         msgs["execution_success"]["timestamp"]))
+    return sorted(runs)
+
+
+def idle_gap(args):
+    stack, key, root = start(args, args.run_ms, args.backends)
+    try:
+        ids = [submit(stack, key, f"gap {n} SIM_MS={args.run_ms}") for n in range(args.jobs)]
+        wait_all(stack, key, ids, timeout=args.jobs * args.run_ms / 1000 + 60)
+        gaps = []
+        for i in range(args.backends):
+            runs = sim_runs(stack, i)
+            gaps += [b[0] - a[1] for a, b in zip(runs, runs[1:])]
+        print(f"idle-gap: {args.jobs} jobs of {args.run_ms} ms on {args.backends} backends: "
+              f"median {statistics.median(gaps):.1f} ms, max {max(gaps):.1f} ms "
+              f"over {len(gaps)} gaps")
+    finally:
+        stack.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def latency(args):
+    stack, key, root = start(args, 0, 1)
+    try:
+        lat = []
+        for n in range(args.jobs):
+            t0 = time.time() * 1000
+            job_id = submit(stack, key, f"latency {n}")
+            wait_all(stack, key, [job_id], timeout=30)
+            prompt = stack.scalar("SELECT a.prompt_id FROM job_attempts a JOIN jobs j "
+                                  f"ON j.seq = a.job_seq WHERE j.id = '{job_id}'")
+            entry = request(stack.sim_url(0) + f"/history/{prompt}").json[prompt]
+            msgs = {m[0]: m[1] for m in entry["status"]["messages"]}
+            lat.append(msgs["execution_start"]["timestamp"] - t0)
+        lat.sort()
+        print(f"latency: submit to backend start over {args.jobs} jobs: "
+              f"p50 {statistics.median(lat):.1f} ms, p90 {lat[int(len(lat) * 0.9)]:.1f} ms")
+    finally:
+        stack.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def drain(args):
+    stack, key, root = start(args, 0, args.backends)
+    try:
+        stack.stop("genqd")       # fill the queue first, then time the drain alone
+        ids = [submit(stack, key, f"drain {n}") for n in range(args.jobs)]
+        t0 = time.monotonic()
+        stack.start_genqd()
+        wait_all(stack, key, ids, timeout=600)
+        first, last = stack.query(
+            "SELECT MIN(started_at), MAX(finished_at) FROM jobs")[0]
+        span = float(stack.scalar(
+            f"SELECT TIMESTAMPDIFF(MICROSECOND, '{first}', '{last}')")) / 1e6
+        print(f"drain: {args.jobs} instant jobs on {args.backends} backends through one genqd: "
+              f"{args.jobs / span:.0f} jobs/s (first start to last finish {span:.2f} s; "
+              f"wall {time.monotonic() - t0:.2f} s)")
+    finally:
+        stack.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("mode", choices=["idle-gap", "latency", "drain"])
+    ap.add_argument("--jobs", type=int)
+    ap.add_argument("--run-ms", type=int, default=1000)
+    ap.add_argument("--backends", type=int)
+    args = ap.parse_args()
+    defaults = {"idle-gap": (20, 2), "latency": (50, 1), "drain": (2000, 4)}[args.mode]
+    args.jobs = args.jobs or defaults[0]
+    args.backends = args.backends or defaults[1]
+    {"idle-gap": idle_gap, "latency": latency, "drain": drain}[args.mode](args)
+
+
+if __name__ == "__main__":
+    main()
