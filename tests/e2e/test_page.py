@@ -3,6 +3,11 @@ polls, reached with no API key. The job id is the capability: it shows that
 one job's status and outputs and nothing private."""
 
 import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
 import uuid
 
 import harness
@@ -18,6 +23,38 @@ class JobPageTest(StackTestCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.key = cls.stack.add_user("carol", tier="pro", credits="50")
+
+    def render(self, url):
+        """The page's DOM after its scripts ran, from a real headless Chromium."""
+        chromium = shutil.which("chromium")
+        self.assertIsNotNone(chromium, "chromium is not installed (./dev installs it)")
+        profile = tempfile.mkdtemp(prefix="genq-chromium-")
+        try:
+            proc = subprocess.run(
+                [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
+                 "--virtual-time-budget=5000", "--dump-dom", url],
+                capture_output=True, text=True, timeout=60)
+        finally:
+            shutil.rmtree(profile, ignore_errors=True)
+        self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+        return proc.stdout
+
+    def test_page_renders_the_job_in_headless_chromium(self):
+        job = self.submit(self.key, load_workflow(text="a harbour in fog"))
+        done = self.wait_terminal(self.key, job["id"])
+        dom = self.render(done["urls"]["page"])
+        self.assertRegex(dom, r'<span id="status"[^>]*>succeeded</span>')
+        self.assertIn(f'<code id="job-id">{job["id"]}</code>', dom)
+        # The output is shown inline, loaded from the public output URL.
+        srcs = re.findall(r'<img[^>]+src="([^"]+)"', dom)
+        self.assertEqual(srcs, [f"{self.url}/v1/public/jobs/{job['id']}/outputs/0"])
+        failed = self.submit(self.key, load_workflow(text="SIM_FAIL on the page"))
+        self.wait_terminal(self.key, failed["id"])
+        dom = self.render(f"{self.url}/job.html?id={failed['id']}")
+        self.assertRegex(dom, r'<span id="status"[^>]*>failed</span>')
+        self.assertIn('<code id="error-code">execution_error</code>', dom)
 
     def public(self, job_id):
         return self.api("GET", f"/v1/public/jobs/{job_id}")
