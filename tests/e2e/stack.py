@@ -382,7 +382,7 @@ http {{
             self.write_config()       # base_url follows the port
         raise StackError("nginx could not find a free port")
 
-    def start_genqd(self, name="genqd", daemon_id=None, config=None):
+    def start_genqd(self, name="genqd", config=None):
         argv = [self.bin("genqd"), "--config", config or self.config_path]
         self._spawn(name, argv)
 
