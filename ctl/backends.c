@@ -315,8 +315,7 @@ run_remove(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 		CTL_OPT_END,
 	};
 	struct backend_remove br = { 0 };
-	struct db *db;
-	int c, rc;
+	int c;
 
 	while ((c = ctl_getopt(cmd, argc, argv, opts)) != -1) {
 		if (c != 'f')
@@ -326,13 +325,9 @@ run_remove(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 	if (ctl_operands(cmd, argc, 1, 1) != CTL_OK)
 		return CTL_FAIL;
 	br.name = argv[optind];
-	if (ctl_check_backend(br.name) != CTL_OK || (db = ctl_db(ctl)) == NULL)
+	if (ctl_check_backend(br.name) != CTL_OK ||
+	    ctl_txn(ctl, remove_txn, &br, br.why) != CTL_OK)
 		return CTL_FAIL;
-	rc = db_txn(db, remove_txn, &br);
-	if (rc > 0)
-		return ctl_fail("%s", br.why);
-	if (rc != DB_OK)
-		return ctl_fail_db(db, rc);
 	if (br.running > 0)
 		printf("backend %s removed; genqd's recovery takes over its %lld running jobs\n",
 		    br.name, (long long)br.running);

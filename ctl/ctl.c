@@ -211,3 +211,19 @@ ctl_list_verb(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv,
 		return ctl_fail_db(db, db_last_status(db));
 	return ctl_print_rows(db, st, ncols, header, row);
 }
+
+int
+ctl_txn(struct ctl *ctl, db_txn_fn fn, void *arg, const char *why)
+{
+	struct db *db = ctl_db(ctl);
+	int rc;
+
+	if (db == NULL)
+		return CTL_FAIL;
+	rc = db_txn(db, fn, arg);
+	if (rc > 0)
+		return ctl_fail("%s", why);
+	if (rc != DB_OK)
+		return ctl_fail_db(db, rc);
+	return CTL_OK;
+}

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "db.h"
 
 struct db;
 
@@ -88,6 +89,11 @@ typedef void (*ctl_row_fn)(struct db_stmt *st, const char **cell, char (*buf)[32
  * the given header (see tbl_init). CTL_OK or CTL_FAIL. */
 int ctl_print_rows(struct db *db, struct db_stmt *st, size_t ncols,
     const char *const *header, ctl_row_fn fn);
+
+/* Run fn in a transaction on the session's database. A positive return
+ * from fn is a refusal that why (filled in by fn) explains. CTL_OK, or
+ * CTL_FAIL with the error line printed. */
+int ctl_txn(struct ctl *ctl, db_txn_fn fn, void *arg, const char *why);
 
 /* The whole body of a list verb that takes no arguments: run sql (a
  * literal) and print its rows under header. Returns a CTL_ status. */

@@ -271,7 +271,6 @@ run_action(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 		{ "approve", OP_APPROVE }, { "retry", OP_RETRY },
 	};
 	struct job_action a = { 0 };
-	struct db *db;
 	int rc;
 
 	if ((rc = ctl_args(cmd, argc, argv, 1, 1)) != CTL_OK)
@@ -284,13 +283,8 @@ run_action(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 		return CTL_FAIL;
 	if (a.op == OP_RETRY && gq_uuid4(a.new_id) < 0)
 		return ctl_fail("cannot make a job id: no randomness");
-	if ((db = ctl_db(ctl)) == NULL)
+	if (ctl_txn(ctl, job_txn, &a, a.why) != CTL_OK)
 		return CTL_FAIL;
-	rc = db_txn(db, job_txn, &a);
-	if (rc > 0)
-		return ctl_fail("%s", a.why);
-	if (rc != DB_OK)
-		return ctl_fail_db(db, rc);
 	if (a.wake && ctl->cfg.wake_socket[0] != '\0')
 		wake_send(ctl->cfg.wake_socket);
 	if (a.op == OP_RETRY)

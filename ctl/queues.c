@@ -125,8 +125,7 @@ run_add_set(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 		"--price-per-second", "--timeout", "--ttl", "--max-attempts", "--max-queued",
 		"--requires-approval", "--priority-aging" };
 	struct queue_set qs = { 0 };
-	struct db *db;
-	int c, rc;
+	int c;
 
 	qs.add = strcmp(cmd->name, "add") == 0;
 	while ((c = ctl_getopt(cmd, argc, argv, opts)) != -1) {
@@ -158,13 +157,8 @@ run_add_set(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 	qs.name = argv[optind];
 	if (ctl_check_queue(qs.name) != CTL_OK)
 		return CTL_FAIL;
-	if ((db = ctl_db(ctl)) == NULL)
+	if (ctl_txn(ctl, queue_set_txn, &qs, qs.why) != CTL_OK)
 		return CTL_FAIL;
-	rc = db_txn(db, queue_set_txn, &qs);
-	if (rc > 0)
-		return ctl_fail("%s", qs.why);
-	if (rc != DB_OK)
-		return ctl_fail_db(db, rc);
 	printf("queue %s %s\n", qs.name, qs.add ? "added" : "updated");
 	return CTL_OK;
 }

@@ -183,10 +183,9 @@ run_set(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 	};
 	struct tier_set ts = { 0 };
 	struct opt_long *o;
-	struct db *db;
 	long lo, hi;
 	const char *what;
-	int c, rc;
+	int c;
 
 	while ((c = ctl_getopt(cmd, argc, argv, opts)) != -1) {
 		switch (c) {
@@ -210,13 +209,8 @@ run_set(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 	ts.name = argv[optind];
 	if (ctl_check_tier(ts.name) != CTL_OK)
 		return CTL_FAIL;
-	if ((db = ctl_db(ctl)) == NULL)
+	if (ctl_txn(ctl, tier_set_txn, &ts, ts.why) != CTL_OK)
 		return CTL_FAIL;
-	rc = db_txn(db, tier_set_txn, &ts);
-	if (rc > 0)
-		return ctl_fail("%s", ts.why);
-	if (rc != DB_OK)
-		return ctl_fail_db(db, rc);
 	printf("tier %s %s\n", ts.name, ts.created ? "created" : "updated");
 	return CTL_OK;
 }
