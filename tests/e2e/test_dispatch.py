@@ -99,5 +99,36 @@ class DispatchTest(StackTestCase):
         self.assertEqual(sum(counts), 1, "the prompt was submitted more than once")
 
 
+    def test_queued_job_past_its_ttl_expires_and_is_refunded(self):
+        # A queue no backend serves: the job can only wait.
+        self.stack.genqctl("queue", "add", "nowhere", "--price-per-job", "2")
+        job = self.submit(self.key, load_workflow(queue="nowhere", ttl_s=1))
+        self.assertEqual(job["status"], "queued")
+        done = self.wait_terminal(self.key, job["id"], timeout=30)
+        self.assertEqual(done["status"], "expired")
+        self.assertEqual(done["attempts"], 0)
+        self.assertEqual(done["cost"], {"held": 2, "charged": 0, "refunded": 2})
+
+    def test_held_job_waits_for_approval_and_rejection_refunds_it(self):
+        self.stack.genqctl("queue", "add", "reviewed", "--requires-approval")
+        self.stack.genqctl("backend", "add", "sim1-reviewed", "--type", "comfyui",
+                           "--url", self.stack.sim_url(0), "--queues", "reviewed")
+        first = self.submit(self.key, load_workflow(queue="reviewed", text="approve me"))
+        second = self.submit(self.key, load_workflow(queue="reviewed", text="reject me"))
+        self.assertEqual(first["status"], "held")
+        time.sleep(1.0)   # genqd must leave held jobs alone
+        self.assertEqual(self.api("GET", f"/v1/jobs/{first['id']}", key=self.key).json["status"],
+                         "held")
+        self.stack.genqctl("job", "approve", first["id"])
+        self.assertEqual(self.wait_terminal(self.key, first["id"])["status"], "succeeded")
+        self.stack.genqctl("job", "reject", second["id"])
+        done = self.wait_terminal(self.key, second["id"])
+        self.assertEqual(done["status"], "canceled")
+        self.assertEqual(done["cost"]["refunded"], done["cost"]["held"])
+        steps = [(e["from"], e["to"]) for e in
+                 self.api("GET", f"/v1/jobs/{first['id']}/events", key=self.key).json["events"]]
+        self.assertEqual(steps[:2], [(None, "held"), ("held", "queued")])
+
+
 if __name__ == "__main__":
     harness.main()
