@@ -227,3 +227,17 @@ ctl_txn(struct ctl *ctl, db_txn_fn fn, void *arg, const char *why)
 		return ctl_fail_db(db, rc);
 	return CTL_OK;
 }
+
+int
+ctl_row_exists(struct db *db, const char *sql, const char *param)
+{
+	struct db_stmt *st = db_prepare(db, sql);
+	int rc;
+
+	if (st == NULL)
+		return db_last_status(db);
+	db_bind_str(st, 0, param);
+	if ((rc = db_exec(st)) != DB_OK)
+		return rc;
+	return db_next(st);
+}

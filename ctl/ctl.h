@@ -157,6 +157,10 @@ int ctl_check_job_id(const char *s);
 /* Lookups shared by several nouns (users.c, tiers.c, queues.c). Each returns
  * 1 found, 0 not found, or a negative db status. */
 int users_find(struct db *db, const char *name, uint64_t *id);
+/* Whether sql (one string parameter) finds a row: 1, 0, or a negative
+ * db status. */
+int ctl_row_exists(struct db *db, const char *sql, const char *param);
+
 int tiers_exists(struct db *db, const char *name);
 int queues_exists(struct db *db, const char *name);
 

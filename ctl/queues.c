@@ -36,15 +36,7 @@ static const char SQL_LIST[] =
 int
 queues_exists(struct db *db, const char *name)
 {
-	struct db_stmt *st = db_prepare(db, SQL_EXISTS);
-	int rc;
-
-	if (st == NULL)
-		return db_last_status(db);
-	db_bind_str(st, 0, name);
-	if ((rc = db_exec(st)) != DB_OK)
-		return rc;
-	return db_next(st);
+	return ctl_row_exists(db, SQL_EXISTS, name);
 }
 
 /* The settings of SQL_UPDATE, in its parameter order. */
