@@ -7,9 +7,15 @@
   bench/dispatch.py latency   [--jobs 50]
       One job at a time to an idle backend: submit (HTTP 201) to the
       backend's execution_start.
-  bench/dispatch.py drain     [--jobs 2000] [--backends 4]
+  bench/dispatch.py drain     [--jobs 2000] [--backends 4] [--prefetch 1]
       Instant jobs: jobs per second from the first claim to the last
       completion, through one genqd.
+  bench/dispatch.py sim       [--jobs 400] [--clients 8]
+      The simulated ComfyUI alone, no genq: prompts per second that
+      `clients` keep-alive clients get through one simulator (submit, poll
+      /history, fetch the output), the ceiling for one backend in `drain`.
+
+--prefetch sets every backend's prefetch (jobs handed over ahead of time).
 
 Needs a build (./dev test or make) and the packages ./dev installs. Every
 server listens on 127.0.0.1; everything is bounded by --jobs.
@@ -33,6 +39,10 @@ def start(args, run_ms, backends):
     stack = Stack(root, backends=backends, sim_run_ms=run_ms,
                   daemon_settings={"history_poll_ms": 20, "poll_interval_ms": 200})
     stack.up()
+    if args.prefetch != 1:
+        stack.sql(f"UPDATE genq.backends SET prefetch = {int(args.prefetch)}")
+        stack.stop("genqd")           # read the backends afresh
+        stack.start_genqd()
     stack.genqctl("tier", "set", "bench", "--priority", "1", "--max-active", "1000000",
                   "--rate", "1000000", "--burst", "1000000")
     key = stack.add_user("bench", tier="bench", credits="1000000")
@@ -128,17 +138,69 @@ def drain(args):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def sim_alone(args):
+    """One simulator, `clients` threads each: POST /prompt, poll /history
+    until done, GET /view of its output."""
+    import http.client
+    import json
+    import subprocess
+    import threading
+    import uuid
+    sim = os.path.join(os.path.dirname(__file__), "..", "tests", "sim", "comfyui_sim.py")
+    proc = subprocess.Popen([sys.executable, sim, "--port", "0", "--run-ms", "0",
+                             "--log", os.devnull], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline().strip().split("=")[1])
+        workflow = load_workflow(text="x")["input"]
+
+        def client(n):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            for _ in range(n):
+                w = json.loads(json.dumps(workflow))
+                w["6"]["inputs"]["text"] = f"sim bench {uuid.uuid4()}"
+                pid = str(uuid.uuid4())
+                c.request("POST", "/prompt", json.dumps({"prompt": w, "prompt_id": pid}),
+                          {"Content-Type": "application/json"})
+                assert c.getresponse().read()
+                while True:
+                    c.request("GET", f"/history/{pid}")
+                    h = json.loads(c.getresponse().read())
+                    if h:
+                        break
+                    time.sleep(0.002)
+                for node in h[pid]["outputs"].values():
+                    for img in node.get("images", []):
+                        c.request("GET", f"/view?filename={img['filename']}&type=output")
+                        c.getresponse().read()
+
+        per = max(1, args.jobs // args.clients)
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=client, args=(per,)) for _ in range(args.clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        span = time.monotonic() - t0
+        print(f"sim: {per * args.clients} instant prompts, {args.clients} clients, one simulator: "
+              f"{per * args.clients / span:.0f} prompts/s")
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["idle-gap", "latency", "drain"])
+    ap.add_argument("mode", choices=["idle-gap", "latency", "drain", "sim"])
     ap.add_argument("--jobs", type=int)
     ap.add_argument("--run-ms", type=int, default=1000)
     ap.add_argument("--backends", type=int)
+    ap.add_argument("--prefetch", type=int, default=1)
+    ap.add_argument("--clients", type=int, default=8)
     args = ap.parse_args()
-    defaults = {"idle-gap": (20, 2), "latency": (50, 1), "drain": (2000, 4)}[args.mode]
+    defaults = {"idle-gap": (20, 2), "latency": (50, 1), "drain": (2000, 4), "sim": (400, 1)}[args.mode]
     args.jobs = args.jobs or defaults[0]
     args.backends = args.backends or defaults[1]
-    {"idle-gap": idle_gap, "latency": latency, "drain": drain}[args.mode](args)
+    {"idle-gap": idle_gap, "latency": latency, "drain": drain, "sim": sim_alone}[args.mode](args)
 
 
 if __name__ == "__main__":

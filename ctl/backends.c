@@ -7,6 +7,7 @@
 
 #include "ctl.h"
 #include "db.h"
+#include "jobadmin.h"
 
 #define BACKEND_MAX_QUEUES 32
 #define BACKEND_URL_MAX 1024
@@ -16,8 +17,6 @@ static const char SQL_INSERT[] =
     " VALUES (?, ?, ?, ?, ?, UTC_TIMESTAMP(6))";
 static const char SQL_ADD_QUEUE[] =
     "INSERT INTO backend_queues (backend_id, queue) VALUES (?, ?)";
-static const char SQL_DRAIN[] =
-    "UPDATE backends SET draining = ? WHERE name = ?";
 static const char SQL_LOCK[] =
     "SELECT id FROM backends WHERE name = ? FOR UPDATE";
 static const char SQL_RUNNING[] =
@@ -26,8 +25,6 @@ static const char SQL_DELETE_QUEUES[] =
     "DELETE FROM backend_queues WHERE backend_id = ?";
 static const char SQL_DELETE[] =
     "DELETE FROM backends WHERE id = ?";
-static const char SQL_EXISTS[] =
-    "SELECT 1 FROM backends WHERE name = ?";
 static const char SQL_LIST[] =
     "SELECT b.name, b.type, b.url,"
     " (SELECT GROUP_CONCAT(q.queue ORDER BY q.queue SEPARATOR ',')"
@@ -227,7 +224,6 @@ run_drain(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 	};
 	bool drain = strcmp(cmd->name, "drain") == 0;
 	const char *name;
-	struct db_stmt *st;
 	struct db *db;
 	int c, rc;
 
@@ -241,18 +237,11 @@ run_drain(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 	name = argv[optind];
 	if (ctl_check_backend(name) != CTL_OK || (db = ctl_db(ctl)) == NULL)
 		return CTL_FAIL;
-	if ((st = db_prepare(db, SQL_EXISTS)) == NULL)
-		return ctl_fail_db(db, db_last_status(db));
-	db_bind_str(st, 0, name);
-	if ((rc = db_exec(st)) != DB_OK || (rc = db_next(st)) < 0)
-		return ctl_fail_db(db, rc);
-	if (rc == 0)
+	/* The admin API's drain and undrain do exactly this (lib/jobadmin.c). */
+	rc = jobadmin_backend_drain(db, name, drain);
+	if (rc == JOBADMIN_NOT_FOUND)
 		return ctl_fail("unknown backend '%s'", name);
-	if ((st = db_prepare(db, SQL_DRAIN)) == NULL)
-		return ctl_fail_db(db, db_last_status(db));
-	db_bind_i64(st, 0, drain);
-	db_bind_str(st, 1, name);
-	if ((rc = db_exec(st)) != DB_OK)
+	if (rc != DB_OK)
 		return ctl_fail_db(db, rc);
 	printf("backend %s %s\n", name, drain ?
 	    "draining: it takes no new jobs and finishes those it has" : "takes jobs again");

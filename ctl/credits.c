@@ -5,17 +5,11 @@
 
 #include "ctl.h"
 #include "db.h"
-#include "gqtime.h"
+#include "jobadmin.h"
 #include "ledger.h"
 
 #define NOTE_MAX 256
 
-/* After a lost connection the commit of a grant may have happened: a rerun
- * first looks for the row it would write (same user, amount, note, after
- * the first try began). */
-static const char SQL_GRANTED[] =
-    "SELECT 1 FROM ledger WHERE user_id = ? AND kind = 'grant' AND amount = ?"
-    " AND actor = ? AND note <=> ? AND at >= ? LIMIT 1";
 static const char SQL_BALANCE[] =
     "SELECT u.balance, u.tier,"
     " (SELECT COALESCE(SUM(j.cost_held), 0) FROM jobs j WHERE j.user_id = u.id"
@@ -28,38 +22,6 @@ static const char SQL_RECENT[] =
     " FROM ledger l LEFT JOIN jobs j ON j.seq = l.job_seq"
     " WHERE l.user_id = ? ORDER BY l.id DESC LIMIT ?";
 
-struct grant {
-	uint64_t user_id;
-	int64_t amount;
-	const char *note;
-	char since[GQ_SQLTIME_LEN];
-	int runs;
-	bool already;       /* a rerun found the first try committed */
-};
-
-static int
-grant_txn(struct db *db, void *arg)
-{
-	struct grant *g = arg;
-	struct db_stmt *st;
-	int rc;
-
-	if (g->runs++ > 0) {
-		if ((st = db_prepare(db, SQL_GRANTED)) == NULL)
-			return db_last_status(db);
-		db_bind_i64(st, 0, (int64_t)g->user_id);
-		db_bind_i64(st, 1, g->amount);
-		db_bind_str(st, 2, CTL_ACTOR);
-		db_bind_str(st, 3, g->note);
-		db_bind_str(st, 4, g->since);
-		if ((rc = db_exec(st)) != DB_OK || (rc = db_next(st)) < 0)
-			return rc;
-		if ((g->already = rc == 1))
-			return DB_OK;
-	}
-	return ledger_apply(db, g->user_id, 0, "grant", g->amount, CTL_ACTOR, g->note);
-}
-
 static int
 run_grant(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 {
@@ -68,7 +30,7 @@ run_grant(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 		CTL_OPT_HELP,
 		CTL_OPT_END,
 	};
-	struct grant g = { 0 };
+	struct jobadmin_grant g = { 0 };
 	const char *user;
 	char amount[32];
 	struct db *db;
@@ -91,13 +53,14 @@ run_grant(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 		return ctl_fail("--note: longer than %d bytes", NOTE_MAX);
 	if ((db = ctl_db(ctl)) == NULL)
 		return CTL_FAIL;
-	if ((rc = users_find(db, user, &g.user_id)) < 0)
-		return ctl_fail_db(db, rc);
-	if (rc == 0)
+	/* The same grant as the admin API's (lib/jobadmin.c). */
+	g.user = user;
+	g.actor = CTL_ACTOR;
+	rc = jobadmin_grant(db, &g);
+	if (rc == JOBADMIN_NOT_FOUND)
 		return ctl_fail("unknown user '%s'", user);
-	/* A second of slack for a server clock a little behind ours. */
-	gq_time_sql(g.since, gq_now_us() - 1000000);
-	rc = db_txn(db, grant_txn, &g);
+	if (rc > 0)
+		return ctl_fail("AMOUNT: %s", jobadmin_strerror(rc));
 	if (rc != DB_OK)
 		return ctl_fail_db(db, rc);
 	printf("granted %s credits to %s\n", tbl_credits(amount, g.amount), user);

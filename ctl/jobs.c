@@ -6,6 +6,7 @@
 
 #include "ctl.h"
 #include "db.h"
+#include "jobadmin.h"
 #include "jobevent.h"
 #include "ledger.h"
 #include "secure.h"
@@ -20,8 +21,6 @@ static const char SQL_END[] =
     " progress = NULL WHERE seq = ? AND status = ?";
 static const char SQL_REQUEST_CANCEL[] =
     "UPDATE jobs SET cancel_requested = 1 WHERE seq = ? AND status = 'running'";
-static const char SQL_APPROVE[] =
-    "UPDATE jobs SET status = 'queued' WHERE seq = ? AND status = 'held'";
 static const char SQL_PRICE[] =
     "SELECT price_per_job, price_per_second FROM queues WHERE name = ?";
 static const char SQL_FIND_SEQ[] =
@@ -92,18 +91,17 @@ refuse(struct job_action *a, const char *fmt, ...)
 	return 1;
 }
 
-/* Cancel or reject a job that has not started: canceled, hold released. */
+/* Cancel a job that has not started: canceled, hold released. */
 static int
 end_unstarted(struct db *db, struct job_action *a, const struct job_row *j)
 {
-	bool reject = a->op == OP_REJECT;
 	struct db_stmt *st = db_prepare(db, SQL_END);
 	int rc;
 
 	if (st == NULL)
 		return db_last_status(db);
-	db_bind_str(st, 0, reject ? "rejected" : "canceled");
-	db_bind_str(st, 1, reject ? "rejected by an operator" : "canceled by an operator");
+	db_bind_str(st, 0, "canceled");
+	db_bind_str(st, 1, "canceled by an operator");
 	db_bind_i64(st, 2, (int64_t)j->seq);
 	db_bind_str(st, 3, a->status);
 	if ((rc = db_exec(st)) != DB_OK)
@@ -112,11 +110,11 @@ end_unstarted(struct db *db, struct job_action *a, const struct job_row *j)
 		return DB_ERR;        /* the row changed under our lock: cannot be */
 	if (j->cost_held > 0 &&
 	    (rc = ledger_apply(db, j->user_id, j->seq, "release", j->cost_held, CTL_ACTOR,
-	    reject ? "rejected" : "canceled")) != DB_OK)
+	    "canceled")) != DB_OK)
 		return rc < 0 ? rc : DB_ERR;
-	a->result = reject ? "rejected, hold released" : "canceled, hold released";
+	a->result = "canceled, hold released";
 	return job_event_add(db, j->seq, a->status, "canceled", CTL_ACTOR,
-	    reject ? "rejected by an operator" : "canceled by an operator", 0, 0);
+	    "canceled by an operator", 0, 0);
 }
 
 static int
@@ -141,24 +139,6 @@ cancel(struct db *db, struct job_action *a, const struct job_row *j)
 		return rc;
 	a->result = "is running: cancel requested, genqd interrupts it on its backend";
 	return DB_OK;
-}
-
-static int
-approve(struct db *db, struct job_action *a, const struct job_row *j)
-{
-	struct db_stmt *st;
-	int rc;
-
-	if (strcmp(a->status, "held") != 0)
-		return refuse(a, "job %s is %s, not held", a->id, a->status);
-	if ((st = db_prepare(db, SQL_APPROVE)) == NULL)
-		return db_last_status(db);
-	db_bind_i64(st, 0, (int64_t)j->seq);
-	if ((rc = db_exec(st)) != DB_OK)
-		return rc;
-	a->result = "approved: queued";
-	a->wake = true;
-	return job_event_add(db, j->seq, "held", "queued", CTL_ACTOR, "approved by an operator", 0, 0);
 }
 
 /* The retry's new job exists already (an earlier try committed). */
@@ -251,16 +231,42 @@ job_txn(struct db *db, void *arg)
 	switch (a->op) {
 	case OP_CANCEL:
 		return cancel(db, a, &j);
-	case OP_REJECT:
-		if (strcmp(a->status, "held") != 0)
-			return refuse(a, "job %s is %s, not held", a->id, a->status);
-		return end_unstarted(db, a, &j);
-	case OP_APPROVE:
-		return approve(db, a, &j);
 	case OP_RETRY:
 		return retry(db, a, &j);
+	case OP_REJECT:
+	case OP_APPROVE:
+		break;          /* jobadmin's, see run_judgement */
 	}
 	return DB_ERR;
+}
+
+/* approve and reject: the same code the admin API runs (lib/jobadmin.c). */
+static int
+run_judgement(struct ctl *ctl, struct job_action *a)
+{
+	struct jobadmin_job j = { 0 };
+	struct db *db = ctl_db(ctl);
+	int rc;
+
+	if (db == NULL)
+		return CTL_FAIL;
+	j.id = a->id;
+	j.actor = CTL_ACTOR;
+	j.reason = a->op == OP_APPROVE ? "approved by an operator" : "rejected by an operator";
+	rc = a->op == OP_APPROVE ? jobadmin_approve(db, &j) : jobadmin_reject(db, &j);
+	if (rc == JOBADMIN_NOT_FOUND)
+		return ctl_fail("unknown job %s", a->id);
+	if (rc == JOBADMIN_NOT_HELD)
+		return ctl_fail("job %s is %s, not held", a->id, j.from);
+	if (rc != DB_OK)
+		return ctl_fail_db(db, rc < 0 ? rc : DB_ERR);
+	if (a->op == OP_APPROVE) {
+		a->result = strcmp(j.to, "waiting") == 0 ? "approved: waiting" : "approved: queued";
+		a->wake = true;
+	} else {
+		a->result = "rejected, hold released";
+	}
+	return CTL_OK;
 }
 
 static int
@@ -283,8 +289,12 @@ run_action(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 		return CTL_FAIL;
 	if (a.op == OP_RETRY && gq_uuid4(a.new_id) < 0)
 		return ctl_fail("cannot make a job id: no randomness");
-	if (ctl_txn(ctl, job_txn, &a, a.why) != CTL_OK)
+	if (a.op == OP_APPROVE || a.op == OP_REJECT) {
+		if (run_judgement(ctl, &a) != CTL_OK)
+			return CTL_FAIL;
+	} else if (ctl_txn(ctl, job_txn, &a, a.why) != CTL_OK) {
 		return CTL_FAIL;
+	}
 	if (a.wake && ctl->cfg.wake_socket[0] != '\0')
 		wake_send(ctl->cfg.wake_socket);
 	if (a.op == OP_RETRY)

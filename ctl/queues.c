@@ -5,6 +5,7 @@
 
 #include "ctl.h"
 #include "db.h"
+#include "jobadmin.h"
 #include "ledger.h"
 
 #define QUEUE_MAX_PRICE (1000000 * GQ_MICRO)
@@ -24,8 +25,6 @@ static const char SQL_UPDATE[] =
     " requires_approval = COALESCE(?, requires_approval),"
     " priority_aging_s = COALESCE(?, priority_aging_s)"
     " WHERE name = ?";
-static const char SQL_PAUSE[] =
-    "UPDATE queues SET paused = ? WHERE name = ?";
 static const char SQL_LIST[] =
     "SELECT q.name, q.price_per_job, q.price_per_second, q.timeout_s, q.ttl_s,"
     " q.max_attempts, q.max_queued, q.requires_approval, q.priority_aging_s, q.paused,"
@@ -159,7 +158,6 @@ static int
 run_pause_resume(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 {
 	bool pause = strcmp(cmd->name, "pause") == 0;
-	struct db_stmt *st;
 	const char *name;
 	struct db *db;
 	int rc;
@@ -169,15 +167,11 @@ run_pause_resume(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **ar
 	name = argv[optind];
 	if (ctl_check_queue(name) != CTL_OK || (db = ctl_db(ctl)) == NULL)
 		return CTL_FAIL;
-	if ((rc = queues_exists(db, name)) < 0)
-		return ctl_fail_db(db, rc);
-	if (rc == 0)
+	/* The admin API's pause and resume do exactly this (lib/jobadmin.c). */
+	rc = jobadmin_queue_pause(db, name, pause);
+	if (rc == JOBADMIN_NOT_FOUND)
 		return ctl_fail("unknown queue '%s'", name);
-	if ((st = db_prepare(db, SQL_PAUSE)) == NULL)
-		return ctl_fail_db(db, db_last_status(db));
-	db_bind_i64(st, 0, pause);
-	db_bind_str(st, 1, name);
-	if ((rc = db_exec(st)) != DB_OK)
+	if (rc != DB_OK)
 		return ctl_fail_db(db, rc);
 	printf("queue %s %s\n", name, pause ? "paused" : "resumed");
 	return CTL_OK;

@@ -234,7 +234,7 @@ static const struct ctl_cmd subs[] = {
 	  "Create or change a tier (an existing tier keeps what is not given).",
 	  "  --priority P       0 runs first .. 3 last\n"
 	  "  --max-active N     most jobs a user may have held, waiting, queued or running\n"
-	  "  --rate PER_MIN     submits per minute (token bucket refill)\n"
+	  "  --rate PER_MIN     submits per minute (token bucket refill; 0: no limit)\n"
 	  "  --burst N          token bucket size (default for a new tier: the rate)\n"
 	  "  --quota QUEUE=N    monthly jobs in QUEUE (repeatable; QUEUE=none removes the quota)\n",
 	  NULL, 0 },

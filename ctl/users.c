@@ -4,11 +4,16 @@
 
 #include "ctl.h"
 #include "db.h"
+#include "secure.h"
 
 static const char SQL_FIND[] =
     "SELECT id FROM users WHERE name = ?";
 static const char SQL_ADD[] =
-    "INSERT INTO users (name, tier, created_at) VALUES (?, ?, UTC_TIMESTAMP(6))";
+    "INSERT INTO users (name, tier, webhook_secret, created_at) VALUES (?, ?, ?, UTC_TIMESTAMP(6))";
+static const char SQL_SECRET[] =
+    "SELECT webhook_secret FROM users WHERE name = ?";
+static const char SQL_SET_SECRET[] =
+    "UPDATE users SET webhook_secret = ? WHERE name = ?";
 static const char SQL_SET_TIER[] =
     "UPDATE users SET tier = ? WHERE name = ?";
 /* Active jobs and their holds, per user, through the jobs_user index. */
@@ -61,6 +66,7 @@ run_add(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 		CTL_OPT_END,
 	};
 	const char *name, *tier = NULL;
+	char secret[GQ_WEBHOOK_SECRET_LEN];
 	struct db_stmt *st;
 	struct db *db;
 	int c, rc;
@@ -79,10 +85,13 @@ run_add(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 		return CTL_FAIL;
 	if ((db = ctl_db(ctl)) == NULL || require_tier(db, tier) != CTL_OK)
 		return CTL_FAIL;
+	if (gq_webhook_secret_new(secret) < 0)
+		return ctl_fail("no random numbers for the webhook secret");
 	if ((st = db_prepare(db, SQL_ADD)) == NULL)
 		return ctl_fail_db(db, db_last_status(db));
 	db_bind_str(st, 0, name);
 	db_bind_str(st, 1, tier);
+	db_bind_str(st, 2, secret);
 	rc = db_exec(st);
 	if (rc == DB_DUP)
 		return ctl_fail("user '%s' already exists", name);
@@ -123,6 +132,57 @@ run_set_tier(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 	return CTL_OK;
 }
 
+/* Print the user's webhook signing secret, making a new one with --rotate
+ * (messages already signed stay verifiable only with the old one). */
+static int
+run_webhook_secret(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "rotate", no_argument, NULL, 'r' },
+		CTL_OPT_HELP,
+		CTL_OPT_END,
+	};
+	char secret[GQ_WEBHOOK_SECRET_LEN];
+	const char *name, *have;
+	bool rotate = false;
+	struct db_stmt *st;
+	struct db *db;
+	int c, rc;
+
+	while ((c = ctl_getopt(cmd, argc, argv, opts)) != -1) {
+		if (c != 'r')
+			return ctl_getopt_status(c);
+		rotate = true;
+	}
+	if (ctl_operands(cmd, argc, 1, 1) != CTL_OK)
+		return CTL_FAIL;
+	name = argv[optind];
+	if (ctl_check_user(name) != CTL_OK || (db = ctl_db(ctl)) == NULL)
+		return CTL_FAIL;
+	if ((st = db_prepare(db, SQL_SECRET)) == NULL)
+		return ctl_fail_db(db, db_last_status(db));
+	db_bind_str(st, 0, name);
+	if ((rc = db_exec(st)) != DB_OK || (rc = db_next(st)) < 0)
+		return ctl_fail_db(db, rc);
+	if (rc == 0)
+		return ctl_fail("unknown user '%s'", name);
+	have = db_text(st, 0, NULL);
+	if (have != NULL && !rotate) {
+		printf("%s\n", have);
+		return CTL_OK;
+	}
+	if (gq_webhook_secret_new(secret) < 0)
+		return ctl_fail("no random numbers for the webhook secret");
+	if ((st = db_prepare(db, SQL_SET_SECRET)) == NULL)
+		return ctl_fail_db(db, db_last_status(db));
+	db_bind_str(st, 0, secret);
+	db_bind_str(st, 1, name);
+	if ((rc = db_exec(st)) != DB_OK)
+		return ctl_fail_db(db, rc);
+	printf("%s\n", secret);
+	return CTL_OK;
+}
+
 static void
 list_row(struct db_stmt *st, const char **cell, char (*buf)[32])
 {
@@ -153,9 +213,12 @@ static const struct ctl_cmd subs[] = {
 	  "List users: tier, available credits, open holds, active jobs, live keys.", NULL, NULL, 0 },
 	{ "set-tier", run_set_tier, "user set-tier NAME TIER", "Move a user to another tier.",
 	  NULL, NULL, 0 },
+	{ "webhook-secret", run_webhook_secret, "user webhook-secret NAME [--rotate]",
+	  "Print the secret that signs the user's webhooks (alone on its line).",
+	  "  --rotate     replace it with a new one first\n", NULL, 0 },
 };
 
 const struct ctl_cmd user_cmd = {
-	"user", NULL, "user add|list|set-tier ...", "Manage users.", NULL,
+	"user", NULL, "user add|list|set-tier|webhook-secret ...", "Manage users.", NULL,
 	subs, CTL_NSUBS(subs),
 };

@@ -12,7 +12,8 @@
 
 static const char SQL_BACKENDS[] =
     "SELECT id, name, type, url, max_running, prefetch, draining, healthy, lease_owner, "
-    "lease_until > UTC_TIMESTAMP(6) FROM backends ORDER BY id";
+    "lease_until > UTC_TIMESTAMP(6), TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), lease_until) "
+    "FROM backends ORDER BY id";
 static const char SQL_BACKEND_QUEUES[] =
     "SELECT backend_id, queue FROM backend_queues ORDER BY backend_id, queue";
 static const char SQL_LEASE[] =
@@ -31,13 +32,16 @@ static const char SQL_NOTE_OK[] =
 #define LEASE_RETRY_US (2 * US_PER_S)    /* try a free backend again */
 #define PROBE_HEALTHY_US (5 * US_PER_S)
 #define PROBE_DOWN_US (2 * US_PER_S)
+#define LEASE_EXPIRY_MARGIN_US (50 * 1000LL)  /* try a lease this long after it runs out */
 
 static const struct proto *
 proto_for(const char *type)
 {
 	if (type != NULL && strcmp(type, comfy_proto.type) == 0)
 		return &comfy_proto;
-	return NULL;                     /* openai: not driven by this build yet */
+	if (type != NULL && strcmp(type, openai_proto.type) == 0)
+		return &openai_proto;
+	return NULL;
 }
 
 static void
@@ -123,8 +127,15 @@ take_row(struct genqd *g, struct db_stmt *st)
 	if (!b->leased)
 		b->healthy = db_i64(st, 7) != 0;
 	b->lease_live_elsewhere = owner != NULL && strcmp(owner, g->id) != 0 && db_i64(st, 9) != 0;
-	if (!b->leased && !b->lease_live_elsewhere && b->lease_renew_at > gq_mono_us())
+	if (!b->leased && b->lease_live_elsewhere) {
+		/* Try the moment it runs out (the database's clock says when):
+		 * a dead owner's backend is taken over within lease_s of its last
+		 * renewal, not a reload later. A live owner renews before then,
+		 * and the next reload moves the try along. */
+		b->lease_renew_at = gq_mono_us() + db_i64(st, 10) + LEASE_EXPIRY_MARGIN_US;
+	} else if (!b->leased && b->lease_renew_at > gq_mono_us()) {
 		b->lease_renew_at = 0;
+	}
 	b->seen = true;
 	return 0;
 }
@@ -197,7 +208,7 @@ backend_leases(struct genqd *g, int64_t now)
 
 		if (b->proto == NULL || !b->seen || now < b->lease_renew_at)
 			continue;
-		if (!b->leased && (b->lease_live_elsewhere || g->stopping))
+		if (!b->leased && g->stopping)
 			continue;
 		if ((st = db_prepare(g->db, SQL_LEASE)) == NULL) {
 			gqd_db_failed(g, db_last_status(g->db), "backend_lease");
@@ -330,7 +341,7 @@ mark_down(struct genqd *g, struct backend *b, const char *why)
 	b->healthy = false;
 	exec_backend_update(g, SQL_MARK_DOWN, b->fail_count, (int64_t)b->id, 2);
 	log_warn("backend_down", "backend=%s fail_count=%d running=%d why=\"%s\"",
-	    b->name, b->fail_count, b->inflight, why);
+	    b->name, b->fail_count, b->inflight, log_q(why));
 	for (struct run *r = g->runs; r != NULL; r = r->next) {
 		if (r->backend != b || r->state == RUN_DEAD || r->state == RUN_ENDED)
 			continue;
@@ -353,7 +364,7 @@ backend_failed(struct genqd *g, struct backend *b, const char *why)
 	/* A dead backend fails every poll: log the first few, then sparsely. */
 	if (b->fail_count <= GQD_FAIL_LIMIT || (b->fail_count & (b->fail_count - 1)) == 0)
 		log_warn("backend_request_failed", "backend=%s fail_count=%d why=\"%s\"",
-		    b->name, b->fail_count, why);
+		    b->name, b->fail_count, log_q(why));
 	/* A burst of failures in one blip is not yet a dead backend. */
 	if (b->healthy && b->fail_count >= GQD_FAIL_LIMIT &&
 	    now - b->first_fail_at >= GQD_FAIL_SPAN_US)

@@ -1,3 +1,11 @@
+/* claim: taking queued jobs for the backends this genqd drives.
+ *
+ * One transaction serves every backend that has room: for each queue those
+ * backends serve, it locks the best claimable jobs (priority, then fair-share
+ * turn, then age; SKIP LOCKED so other genqds are not waited for), hands
+ * them out to the backends, and moves each to running with a new attempt and
+ * a prompt id chosen here. Only after the commit are the prompts submitted.
+ * One commit for many jobs is what makes a deep queue drain fast. */
 #include "autoconf.h"
 
 #include <stdio.h>
@@ -6,172 +14,229 @@
 
 #include "config.h"
 #include "db.h"
+#include "fairshare.h"
 #include "genqd.h"
 #include "gqtime.h"
 #include "jobevent.h"
 
-/* The best claimable jobs of one queue, locked; rows other genqds hold are
- * skipped rather than waited for. Jobs past their ttl are left to sweep.c. */
+/* The best claimable jobs of one queue, locked, with what starting them
+ * needs. Jobs past their ttl are left to sweep.c. The order is the index
+ * jobs_turn (queue, status, priority, turn, seq): a claim reads only the
+ * rows it takes, however deep the queue. */
 static const char SQL_HEADS[] =
-    "SELECT seq, priority FROM jobs WHERE queue = ? AND status = 'queued' "
-    "AND not_before <= UTC_TIMESTAMP(6) "
+    "SELECT seq, priority, turn, id, attempts, timeout_s, input FROM jobs "
+    "WHERE queue = ? AND status = 'queued' AND not_before <= UTC_TIMESTAMP(6) "
     "AND GREATEST(created_at, not_before) + INTERVAL ttl_s SECOND > UTC_TIMESTAMP(6) "
-    "ORDER BY priority, seq LIMIT ? FOR UPDATE SKIP LOCKED";
-static const char SQL_JOB[] =
-    "SELECT id, attempts, timeout_s, input FROM jobs WHERE seq = ?";
+    "ORDER BY priority, turn, seq LIMIT ? FOR UPDATE SKIP LOCKED";
+/* The backend is checked in the same statement: a drain (genqctl or the
+ * admin API) stops new jobs at once, not at the next table reload, and a
+ * genqd whose backend lease ran out cannot start work there. */
 static const char SQL_START[] =
     "UPDATE jobs SET status = 'running', attempts = attempts + 1, backend_id = ?, prompt_id = ?, "
     "claimed_by = ?, lease_until = UTC_TIMESTAMP(6) + INTERVAL ? SECOND, "
     "started_at = COALESCE(started_at, UTC_TIMESTAMP(6)), progress = 0, "
     "error_code = NULL, error_message = NULL, error_retryable = NULL "
-    "WHERE seq = ? AND status = 'queued'";
+    "WHERE seq = ? AND status = 'queued' AND EXISTS (SELECT 1 FROM backends "
+    "WHERE id = ? AND draining = 0 AND lease_owner = ? AND lease_until > UTC_TIMESTAMP(6))";
 static const char SQL_ATTEMPT[] =
     "INSERT INTO job_attempts (job_seq, attempt, backend_id, prompt_id, started_at) "
     "VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6))";
 
 #define US_PER_MS 1000LL
+/* Jobs one claim transaction may take from one queue: bounds the time its
+ * locks are held and the memory of the inputs read. */
+#define CLAIM_QUEUE_MAX 256
+#define PRIORITIES 4
 
-/* A queued job found at the head of one of the backend's queues. */
+/* A locked queued job. */
 struct head {
 	uint64_t seq;
 	int priority;
-	size_t queue;                /* index into backend->queues */
-};
-
-/* A job this claim took. */
-struct claimed {
-	uint64_t seq;
+	int64_t turn;
 	char id[GQ_UUID_LEN];
-	char prompt_id[GQ_UUID_LEN];
-	size_t queue;
-	int attempt;
+	int attempt;                 /* the one this claim starts */
 	int timeout_s;
 	char *input;                 /* owned until handed to its run */
 	size_t input_len;
+	struct backend *b;           /* assigned to; NULL: left queued */
+	char prompt_id[GQ_UUID_LEN];
+	bool started;                /* moved to running in this transaction */
+};
+
+/* One queue that backends with room serve, and its locked heads in claim
+ * order. */
+struct qheads {
+	const char *name;            /* borrowed from a backend */
+	int want;
+	struct head *v;
+	size_t n, taken;
+};
+
+/* A backend with room, and how many jobs it may take. */
+struct taker {
+	struct backend *b;
+	int want, got;
 };
 
 struct claim {
 	struct genqd *g;
-	struct backend *b;
-	int want;
-	struct head *heads;
-	size_t nheads;
-	struct claimed *jobs;        /* want entries */
-	size_t njobs;
+	struct taker *takers;
+	size_t ntakers;
+	struct qheads *queues;
+	size_t nqueues;
 };
 
 static void
 claim_reset(struct claim *c)
 {
-	for (size_t i = 0; i < c->njobs; i++) {
-		free(c->jobs[i].input);
-		c->jobs[i].input = NULL;
+	for (size_t q = 0; q < c->nqueues; q++) {
+		struct qheads *qh = &c->queues[q];
+		for (size_t i = 0; i < qh->n; i++)
+			free(qh->v[i].input);
+		qh->n = 0;
+		qh->taken = 0;
 	}
-	c->njobs = 0;
-	c->nheads = 0;
+	for (size_t t = 0; t < c->ntakers; t++)
+		c->takers[t].got = 0;
 }
 
-static int
-by_priority_then_age(const void *a, const void *b)
+static void
+claim_free(struct claim *c)
 {
-	const struct head *x = a, *y = b;
-
-	if (x->priority != y->priority)
-		return x->priority < y->priority ? -1 : 1;
-	return x->seq < y->seq ? -1 : x->seq > y->seq;
+	claim_reset(c);
+	for (size_t q = 0; q < c->nqueues; q++)
+		free(c->queues[q].v);
+	free(c->queues);
+	free(c->takers);
 }
 
-/* Lock up to want heads of every queue the backend serves. */
-static int
-find_heads(struct db *db, struct claim *c)
+static struct qheads *
+queue_find(struct claim *c, const char *name)
 {
-	struct backend *b = c->b;
-	int rc;
-
-	for (size_t q = 0; q < b->nqueues; q++) {
-		struct db_stmt *st = db_prepare(db, SQL_HEADS);
-
-		if (st == NULL)
-			return db_last_status(db);
-		db_bind_str(st, 0, b->queues[q]);
-		db_bind_i64(st, 1, c->want);
-		if ((rc = db_exec(st)) != DB_OK)
-			return rc;
-		while ((rc = db_next(st)) == 1) {
-			struct head *h = &c->heads[c->nheads++];
-			h->seq = (uint64_t)db_i64(st, 0);
-			h->priority = (int)db_i64(st, 1);
-			h->queue = q;
-		}
-		if (rc < 0)
-			return rc;
-	}
-	qsort(c->heads, c->nheads, sizeof *c->heads, by_priority_then_age);
-	return DB_OK;
+	for (size_t q = 0; q < c->nqueues; q++)
+		if (strcmp(c->queues[q].name, name) == 0)
+			return &c->queues[q];
+	return NULL;
 }
 
-/* Read one locked job and move it to running with a new attempt. */
+/* Lock up to qh->want heads of one queue. */
 static int
-start_job(struct db *db, struct claim *c, const struct head *h)
+lock_heads(struct db *db, struct qheads *qh)
 {
-	struct genqd *g = c->g;
-	struct claimed *j = &c->jobs[c->njobs];
-	struct db_stmt *st = db_prepare(db, SQL_JOB);
-	const char *id, *input;
-	size_t input_len;
+	struct db_stmt *st = db_prepare(db, SQL_HEADS);
 	int rc;
 
 	if (st == NULL)
 		return db_last_status(db);
-	db_bind_i64(st, 0, (int64_t)h->seq);
+	db_bind_str(st, 0, qh->name);
+	db_bind_i64(st, 1, qh->want);
 	if ((rc = db_exec(st)) != DB_OK)
 		return rc;
-	if ((rc = db_next(st)) != 1)
-		return rc < 0 ? rc : DB_OK;     /* gone: nothing to start */
-	memset(j, 0, sizeof *j);
-	j->seq = h->seq;
-	j->queue = h->queue;
-	id = db_text(st, 0, NULL);
-	snprintf(j->id, sizeof j->id, "%s", id ? id : "");
-	j->attempt = (int)db_i64(st, 1) + 1;
-	j->timeout_s = (int)db_i64(st, 2);
-	input = db_text(st, 3, &input_len);
-	if (input == NULL)
-		input = "{}", input_len = 2;
-	if ((j->input = malloc(input_len + 1)) == NULL)
-		return DB_NOMEM;
-	memcpy(j->input, input, input_len);
-	j->input[input_len] = '\0';
-	j->input_len = input_len;
-	/* The njobs slot owns the input from here, whatever happens next. */
-	c->njobs++;
-	if (gq_uuid4(j->prompt_id) < 0)
-		return DB_ERR;
+	while (qh->n < (size_t)qh->want && (rc = db_next(st)) == 1) {
+		struct head *h = &qh->v[qh->n];
+		const char *id, *input;
+		size_t input_len;
 
+		memset(h, 0, sizeof *h);
+		h->seq = (uint64_t)db_i64(st, 0);
+		h->priority = (int)db_i64(st, 1);
+		h->turn = db_i64(st, 2);
+		id = db_text(st, 3, NULL);
+		snprintf(h->id, sizeof h->id, "%s", id ? id : "");
+		h->attempt = (int)db_i64(st, 4) + 1;
+		h->timeout_s = (int)db_i64(st, 5);
+		input = db_text(st, 6, &input_len);
+		if (input == NULL)
+			input = "{}", input_len = 2;
+		if ((h->input = malloc(input_len + 1)) == NULL)
+			return DB_NOMEM;
+		memcpy(h->input, input, input_len);
+		h->input[input_len] = '\0';
+		h->input_len = input_len;
+		qh->n++;
+	}
+	return rc < 0 ? rc : DB_OK;
+}
+
+/* Is x claimed before y? Within a queue the lists are already in claim
+ * order; across queues a backend takes the higher priority, then the older. */
+static bool
+before(const struct head *x, const struct head *y)
+{
+	if (x->priority != y->priority)
+		return x->priority < y->priority;
+	return x->seq < y->seq;
+}
+
+/* Hand the locked heads to the takers: each takes the best head of the
+ * queues it serves until it is full or they are empty. */
+static void
+assign(struct claim *c)
+{
+	bool more = true;
+
+	/* One job per taker per round, so backends sharing a queue share a
+	 * short list evenly instead of the first one taking it all. */
+	while (more) {
+		more = false;
+		for (size_t t = 0; t < c->ntakers; t++) {
+			struct taker *tk = &c->takers[t];
+			struct qheads *best = NULL;
+
+			if (tk->got >= tk->want)
+				continue;
+			for (size_t i = 0; i < tk->b->nqueues; i++) {
+				struct qheads *qh = queue_find(c, tk->b->queues[i]);
+				if (qh == NULL || qh->taken >= qh->n)
+					continue;
+				if (best == NULL || before(&qh->v[qh->taken], &best->v[best->taken]))
+					best = qh;
+			}
+			if (best == NULL)
+				continue;
+			best->v[best->taken++].b = tk->b;
+			tk->got++;
+			more = true;
+		}
+	}
+}
+
+/* Move one assigned head to running with a new attempt. */
+static int
+start_job(struct db *db, struct genqd *g, struct head *h)
+{
+	struct backend *b = h->b;
+	struct db_stmt *st;
+	int rc;
+
+	if (gq_uuid4(h->prompt_id) < 0)
+		return DB_ERR;
 	if ((st = db_prepare(db, SQL_START)) == NULL)
 		return db_last_status(db);
-	db_bind_i64(st, 0, (int64_t)c->b->id);
-	db_bind_str(st, 1, j->prompt_id);
+	db_bind_i64(st, 0, (int64_t)b->id);
+	db_bind_str(st, 1, h->prompt_id);
 	db_bind_str(st, 2, g->id);
 	db_bind_i64(st, 3, g->cfg->lease_s);
-	db_bind_i64(st, 4, (int64_t)j->seq);
+	db_bind_i64(st, 4, (int64_t)h->seq);
+	db_bind_i64(st, 5, (int64_t)b->id);
+	db_bind_str(st, 6, g->id);
 	if ((rc = db_exec(st)) != DB_OK)
 		return rc;
-	if (db_affected_rows(st) != 1) {
-		free(j->input);
-		c->njobs--;
-		return DB_OK;
-	}
+	if (db_affected_rows(st) != 1)
+		return DB_OK;                   /* b is draining or no longer ours */
 	if ((st = db_prepare(db, SQL_ATTEMPT)) == NULL)
 		return db_last_status(db);
-	db_bind_i64(st, 0, (int64_t)j->seq);
-	db_bind_i64(st, 1, j->attempt);
-	db_bind_i64(st, 2, (int64_t)c->b->id);
-	db_bind_str(st, 3, j->prompt_id);
+	db_bind_i64(st, 0, (int64_t)h->seq);
+	db_bind_i64(st, 1, h->attempt);
+	db_bind_i64(st, 2, (int64_t)b->id);
+	db_bind_str(st, 3, h->prompt_id);
 	if ((rc = db_exec(st)) != DB_OK)
 		return rc;
-	return job_event_add(db, j->seq, "queued", "running", g->actor, c->b->name,
-	    j->attempt, c->b->id);
+	if ((rc = job_event_add(db, h->seq, "queued", "running", g->actor, b->name,
+	    h->attempt, b->id)) != DB_OK)
+		return rc;
+	h->started = true;
+	return DB_OK;
 }
 
 static int
@@ -181,83 +246,187 @@ claim_txn(struct db *db, void *arg)
 	int rc;
 
 	claim_reset(c);
-	if ((rc = find_heads(db, c)) != DB_OK)
-		return rc;
-	for (size_t i = 0; i < c->nheads && (int)c->njobs < c->want; i++)
-		if ((rc = start_job(db, c, &c->heads[i])) != DB_OK)
+	for (size_t q = 0; q < c->nqueues; q++)
+		if ((rc = lock_heads(db, &c->queues[q])) != DB_OK)
 			return rc;
+	assign(c);
+	for (size_t q = 0; q < c->nqueues; q++) {
+		struct qheads *qh = &c->queues[q];
+		int64_t top[PRIORITIES];
+		bool any[PRIORITIES] = { false };
+
+		for (size_t i = 0; i < qh->n; i++) {
+			struct head *h = &qh->v[i];
+			int p = h->priority;
+
+			if (h->b == NULL)
+				continue;
+			if ((rc = start_job(db, c->g, h)) != DB_OK)
+				return rc;
+			if (h->started && p >= 0 && p < PRIORITIES && (!any[p] || h->turn > top[p])) {
+				top[p] = h->turn;
+				any[p] = true;
+			}
+		}
+		/* The queue's current turn moves up to the last one served:
+		 * users who join now start there (lib/fairshare.h). */
+		for (int p = 0; p < PRIORITIES; p++)
+			if (any[p] && (rc = fairshare_claimed(db, qh->name, p, top[p])) != DB_OK)
+				return rc;
+	}
 	return DB_OK;
 }
 
-/* Hand the claimed jobs to runs and submit them. */
+/* Hand the started jobs to runs and submit them. */
 static void
 launch(struct genqd *g, struct claim *c)
 {
-	struct backend *b = c->b;
+	for (size_t q = 0; q < c->nqueues; q++) {
+		struct qheads *qh = &c->queues[q];
 
-	for (size_t i = 0; i < c->njobs; i++) {
-		struct claimed *j = &c->jobs[i];
-		struct run *r = run_new(g, b);
+		for (size_t i = 0; i < qh->n; i++) {
+			struct head *h = &qh->v[i];
+			struct run *r;
 
-		if (r == NULL) {
-			/* Recovery finds it running without a genqd and retries it. */
-			log_error("out_of_memory", "step=launch job=%s", j->id);
-			continue;
+			if (!h->started)
+				continue;
+			if ((r = run_new(g, h->b)) == NULL) {
+				/* Recovery finds it running without a genqd and retries it. */
+				log_error("out_of_memory", "step=launch job=%s", h->id);
+				continue;
+			}
+			r->seq = h->seq;
+			memcpy(r->job_id, h->id, sizeof r->job_id);
+			memcpy(r->prompt_id, h->prompt_id, sizeof r->prompt_id);
+			snprintf(r->queue, sizeof r->queue, "%s", qh->name);
+			r->attempt = h->attempt;
+			r->timeout_s = h->timeout_s;
+			r->input = h->input;
+			r->input_len = h->input_len;
+			h->input = NULL;
+			run_log(info, "job_started", r, "%s", "");
+			h->b->proto->submit(g, r);
 		}
-		r->seq = j->seq;
-		memcpy(r->job_id, j->id, sizeof r->job_id);
-		memcpy(r->prompt_id, j->prompt_id, sizeof r->prompt_id);
-		snprintf(r->queue, sizeof r->queue, "%s", b->queues[j->queue]);
-		r->attempt = j->attempt;
-		r->timeout_s = j->timeout_s;
-		r->input = j->input;
-		r->input_len = j->input_len;
-		j->input = NULL;
-		run_log(info, "job_started", r, "%s", "");
-		b->proto->submit(g, r);
 	}
 }
 
-static void
-claim_backend(struct genqd *g, struct backend *b, int64_t now)
+static int
+by_name(const void *a, const void *b)
+{
+	const struct qheads *x = a, *y = b;
+
+	return strcmp(x->name, y->name);
+}
+
+/* Is b's claim due? A backend that still has prompts waiting in its own
+ * queue (prefetch) is topped up once half its prefetch has drained, not
+ * after every single completion: one commit then starts several jobs, and
+ * the GPU still never waits. One down to its running jobs asks at once. */
+static bool
+claim_is_due(const struct genqd *g, const struct backend *b, int64_t now)
+{
+	int free, batch;
+
+	if (!backend_has_room(g, b) || now < b->next_claim_at)
+		return false;
+	free = b->max_running + b->prefetch - b->inflight;
+	batch = (b->prefetch + 1) / 2;
+	return b->inflight <= b->max_running || free >= batch;
+}
+
+/* The backends whose claim is due, and the queues they serve. */
+static int
+claim_plan(struct genqd *g, struct claim *c, int64_t now)
+{
+	size_t nb = 0, nq = 0;
+
+	for (struct backend *b = g->backends; b != NULL; b = b->next)
+		if (claim_is_due(g, b, now)) {
+			nb++;
+			nq += b->nqueues;
+		}
+	if (nb == 0)
+		return 0;
+	c->takers = calloc(nb, sizeof *c->takers);
+	c->queues = calloc(nq, sizeof *c->queues);
+	if (c->takers == NULL || c->queues == NULL)
+		return -1;
+	for (struct backend *b = g->backends; b != NULL; b = b->next) {
+		struct taker *tk;
+
+		if (!claim_is_due(g, b, now))
+			continue;
+		tk = &c->takers[c->ntakers++];
+		tk->b = b;
+		tk->want = b->max_running + b->prefetch - b->inflight;
+		for (size_t i = 0; i < b->nqueues; i++) {
+			struct qheads *qh = queue_find(c, b->queues[i]);
+			if (qh == NULL) {
+				qh = &c->queues[c->nqueues++];
+				qh->name = b->queues[i];
+			}
+			qh->want += tk->want;
+			if (qh->want > CLAIM_QUEUE_MAX)
+				qh->want = CLAIM_QUEUE_MAX;
+		}
+	}
+	/* Name order: two genqds raising the same queues' turns lock those
+	 * rows in the same order and never deadlock on them. */
+	qsort(c->queues, c->nqueues, sizeof *c->queues, by_name);
+	for (size_t q = 0; q < c->nqueues; q++)
+		if ((c->queues[q].v = calloc((size_t)c->queues[q].want, sizeof(struct head))) == NULL)
+			return -1;
+	return (int)c->ntakers;
+}
+
+static bool
+taker_saw_empty(struct claim *c, const struct taker *tk)
+{
+	if (tk->got >= tk->want)
+		return false;
+	for (size_t i = 0; i < tk->b->nqueues; i++) {
+		struct qheads *qh = queue_find(c, tk->b->queues[i]);
+		if (qh != NULL && qh->n >= (size_t)qh->want)
+			return false;
+	}
+	return true;
+}
+
+void
+claim_due(struct genqd *g, int64_t now)
 {
 	struct claim c;
-	int rc;
+	int64_t later = now + g->cfg->poll_interval_ms * US_PER_MS;
+	int n, rc;
 
+	if (!gqd_db_ready(g))
+		return;
 	memset(&c, 0, sizeof c);
 	c.g = g;
-	c.b = b;
-	c.want = b->max_running + b->prefetch - b->inflight;
-	c.heads = calloc((size_t)c.want * b->nqueues, sizeof *c.heads);
-	c.jobs = calloc((size_t)c.want, sizeof *c.jobs);
-	if (c.heads == NULL || c.jobs == NULL) {
-		log_error("out_of_memory", "step=claim backend=%s", b->name);
-		b->next_claim_at = now + g->cfg->poll_interval_ms * US_PER_MS;
+	if ((n = claim_plan(g, &c, now)) <= 0) {
+		if (n < 0) {
+			log_error("out_of_memory", "step=claim");
+			for (struct backend *b = g->backends; b != NULL; b = b->next)
+				if (claim_is_due(g, b, now))
+					b->next_claim_at = later;
+		}
 		goto out;
 	}
 	rc = db_txn(g->db, claim_txn, &c);
 	if (rc != DB_OK) {
 		claim_reset(&c);
 		gqd_db_failed(g, rc, "claim");
-		b->next_claim_at = now + g->cfg->poll_interval_ms * US_PER_MS;
+		for (size_t t = 0; t < c.ntakers; t++)
+			c.takers[t].b->next_claim_at = later;
 		goto out;
 	}
-	/* A short claim means the queues are empty: wait for a wake-up or
-	 * the poll interval. A full one may be followed by more at once. */
-	b->next_claim_at = (int)c.njobs < c.want ? now + g->cfg->poll_interval_ms * US_PER_MS : 0;
+	/* A backend whose queues all ran dry waits for a wake-up or the poll
+	 * interval; one that filled up, or whose queue had more, asks again. */
+	for (size_t t = 0; t < c.ntakers; t++)
+		c.takers[t].b->next_claim_at = taker_saw_empty(&c, &c.takers[t]) ? later : 0;
 	launch(g, &c);
 out:
-	claim_reset(&c);
-	free(c.heads);
-	free(c.jobs);
-}
-
-void
-claim_due(struct genqd *g, int64_t now)
-{
-	for (struct backend *b = g->backends; b != NULL && gqd_db_ready(g); b = b->next)
-		if (backend_has_room(g, b) && now >= b->next_claim_at)
-			claim_backend(g, b, now);
+	claim_free(&c);
 }
 
 void
@@ -273,7 +442,7 @@ claim_next_deadline(const struct genqd *g)
 	int64_t next = INT64_MAX;
 
 	for (const struct backend *b = g->backends; b != NULL; b = b->next)
-		if (backend_has_room(g, b) && b->next_claim_at < next)
+		if (claim_is_due(g, b, INT64_MAX) && b->next_claim_at < next)
 			next = b->next_claim_at;
 	return next;
 }

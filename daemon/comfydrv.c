@@ -6,10 +6,13 @@
 
 #include "buf.h"
 #include "comfy.h"
+#include "comfyws.h"
 #include "config.h"
+#include "db.h"
 #include "genqd.h"
 #include "gqtime.h"
 #include "http.h"
+#include "jobevent.h"
 #include "jsonutil.h"
 
 /* Reply size limits. A history entry repeats the whole workflow, and the
@@ -24,13 +27,26 @@
 /* /history says nothing about a prompt the backend forgot (a restart): it
  * stays {} forever. Now and then a tracked prompt is looked up in /queue. */
 #define VERIFY_EVERY_US (10000 * US_PER_MS)
+/* While the backend's event stream is up, its end events bring /history
+ * requests forward; the polling that remains is only the fallback for a
+ * stalled stream or a missed event, hence slower. */
+#define STREAM_POLL_FACTOR 10
+#define STREAM_POLL_MAX_US (2000 * US_PER_MS)
+/* ComfyUI sends execution_success just before it writes the history entry:
+ * an end event is followed by quick re-polls, this many at most. */
+#define END_REPOLL_US (10 * US_PER_MS)
+#define END_REPOLLS 20
+
 
 /* Where an active run stands (run->phase). */
 enum phase {
 	P_SUBMIT,          /* POST /prompt in flight */
 	P_TRACK,           /* polling /history until the prompt ends */
+	P_TRACK_BLIND,     /* the same for a prompt re-attached to, whose events
+	                    * may go to another client id: no slower polling */
 	P_RE_HISTORY,      /* re-attach: is it finished? */
-	P_RE_QUEUE,        /* re-attach: is it queued or running? */
+	P_RE_QUEUE,        /* re-attach, or P_TRACK's check: is it queued or running? */
+	P_VERIFY_BLIND,    /* P_TRACK_BLIND's check: the same */
 	P_RE_HISTORY2,     /* re-attach: did it finish meanwhile? else lost */
 	P_STOP_DELETE,     /* POST /queue {"delete": [id]} in flight */
 	P_STOP_INTERRUPT,  /* POST /interrupt {"prompt_id": id} in flight */
@@ -40,6 +56,22 @@ static int64_t
 poll_us(const struct genqd *g)
 {
 	return (int64_t)g->cfg->history_poll_ms * US_PER_MS;
+}
+
+/* The next /history poll of a tracked run. */
+static int64_t
+track_poll_us(const struct genqd *g, const struct run *r)
+{
+	int64_t us = poll_us(g);
+
+	if (r->phase == P_TRACK && comfyws_up(g, r->backend->id)) {
+		us *= STREAM_POLL_FACTOR;
+		if (us > STREAM_POLL_MAX_US)
+			us = STREAM_POLL_MAX_US;
+		if (us < poll_us(g))
+			us = poll_us(g);
+	}
+	return us;
 }
 
 static size_t
@@ -72,7 +104,7 @@ note_failure(struct genqd *g, struct run *r, const struct http_result *res, cons
 		snprintf(why, sizeof why, "%s: %s", what, res->error);
 	else
 		snprintf(why, sizeof why, "%s: HTTP %ld", what, res->status);
-	run_log(debug, "request_failed", r, " step=%s why=\"%s\"", what, why);
+	run_log(debug, "request_failed", r, " step=%s why=\"%s\"", what, log_q(why));
 	backend_failed(g, r->backend, why);
 	return r->state == before;
 }
@@ -114,8 +146,9 @@ on_submit(const struct http_result *res, void *arg)
 		run_mark_submitted(g, r);
 		run_log(info, "job_submitted", r, "%s", "");
 		r->phase = P_TRACK;
-		r->next_at = gq_mono_us() + poll_us(g);
-		r->verify_at = r->next_at + VERIFY_EVERY_US;
+		/* An end event may have come before this reply (a quick prompt). */
+		r->next_at = gq_mono_us() + (r->end_hints > 0 ? 0 : track_poll_us(g, r));
+		r->verify_at = gq_mono_us() + poll_us(g) + VERIFY_EVERY_US;
 		if (r->stop_wanted)
 			comfy_stop(g, r);
 		return;
@@ -136,6 +169,10 @@ comfy_submit(struct genqd *g, struct run *r)
 {
 	struct buf url, body;
 
+	/* Parent outputs named in the input are uploaded first (deps.c);
+	 * it calls comfy_submit again when the input is ready. */
+	if (deps_prepare(g, r, comfy_submit))
+		return;
 	buf_init(&url, 0);
 	buf_init(&body, 0);
 	r->phase = P_SUBMIT;
@@ -176,15 +213,17 @@ start_get(struct genqd *g, struct run *r, const char *path, const char *suffix,
 static void
 comfy_poll(struct genqd *g, struct run *r)
 {
-	if (r->phase == P_TRACK && gq_mono_us() >= r->verify_at)
-		r->phase = P_RE_QUEUE;
+	if ((r->phase == P_TRACK || r->phase == P_TRACK_BLIND) && gq_mono_us() >= r->verify_at)
+		r->phase = r->phase == P_TRACK ? P_RE_QUEUE : P_VERIFY_BLIND;
 	switch (r->phase) {
 	case P_TRACK:
+	case P_TRACK_BLIND:
 	case P_RE_HISTORY:
 	case P_RE_HISTORY2:
 		start_get(g, r, "/history/", r->prompt_id, history_limit(g), on_history);
 		break;
 	case P_RE_QUEUE:
+	case P_VERIFY_BLIND:
 		start_get(g, r, "/queue", NULL, QUEUE_REPLY_MAX, on_queue);
 		break;
 	default:
@@ -250,7 +289,8 @@ on_history(const struct http_result *res, void *arg)
 	if (res->curl_code != 0 || res->status != 200) {
 		if (note_failure(g, r, res, "history"))
 			r->next_at = gq_mono_us() +
-			    (r->phase == P_TRACK ? poll_us(g) : REATTACH_RETRY_US);
+			    (r->phase == P_TRACK || r->phase == P_TRACK_BLIND ?
+			    poll_us(g) : REATTACH_RETRY_US);
 		return;
 	}
 	backend_ok(g, r->backend);
@@ -263,8 +303,11 @@ on_history(const struct http_result *res, void *arg)
 			run_log(warn, "job_lost", r, "%s", "");
 			run_fail(g, r, "lost", true,
 			    "backend %s does not know the prompt (restarted?)", r->backend->name);
+		} else if (r->end_hints > 0) {
+			r->end_hints--;
+			r->next_at = gq_mono_us() + END_REPOLL_US;
 		} else {
-			r->next_at = gq_mono_us() + poll_us(g);
+			r->next_at = gq_mono_us() + track_poll_us(g, r);
 		}
 		break;
 	case COMFY_SUCCESS:
@@ -311,8 +354,9 @@ on_queue(const struct http_result *res, void *arg)
 	if (has) {
 		if (r->verify_at == 0)
 			run_log(info, "job_reattached", r, " where=queue");
-		r->phase = P_TRACK;
-		r->next_at = gq_mono_us() + poll_us(g);
+		r->phase = r->verify_at == 0 || r->phase == P_VERIFY_BLIND ?
+		    P_TRACK_BLIND : P_TRACK;
+		r->next_at = gq_mono_us() + track_poll_us(g, r);
 		r->verify_at = r->next_at + VERIFY_EVERY_US;
 		return;
 	}
@@ -485,6 +529,44 @@ comfy_forget(struct genqd *g, struct backend *b, const char *prompt_id)
 out:
 	buf_free(&url);
 	buf_free(&body);
+}
+
+/* ---- the event stream (comfyws.c) ----------------------------------- */
+
+void
+comfy_event(struct genqd *g, struct run *r, const struct comfy_evt *e)
+{
+	double f;
+
+	if (r->state != RUN_ACTIVE)
+		return;
+	/* Its events come here after all: the stream can pace its polling. */
+	if (r->phase == P_TRACK_BLIND)
+		r->phase = P_TRACK;
+	switch (e->kind) {
+	case CEVT_PROGRESS:
+		if ((f = comfy_evt_fraction(e)) > 0)
+			run_progress(g, r, f);
+		break;
+	case CEVT_ENDING:
+	case CEVT_ENDED:
+		/* A hint, never the verdict: /history confirms, now. */
+		run_log(debug, "job_end_heard", r, " event=%s", e->type);
+		r->end_hints = END_REPOLLS;
+		if (r->phase == P_TRACK && r->req == NULL)
+			r->next_at = 0;
+		break;
+	default:
+		break;
+	}
+}
+
+void
+comfy_stream_opened(struct genqd *g, struct run *r)
+{
+	(void)g;
+	if ((r->phase == P_TRACK || r->phase == P_TRACK_BLIND) && r->req == NULL)
+		r->next_at = 0;
 }
 
 const struct proto comfy_proto = {

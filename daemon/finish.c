@@ -1,8 +1,11 @@
 #include "autoconf.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "db.h"
@@ -27,6 +30,9 @@ static const char SQL_ATTEMPT_AGE_MS[] =
 static const char SQL_INSERT_OUTPUT[] =
     "INSERT INTO job_outputs (job_seq, idx, kind, path, content_type, bytes, sha256, created_at) "
     "VALUES (?, ?, 'file', ?, ?, ?, ?, UTC_TIMESTAMP(6))";
+static const char SQL_INSERT_TEXT[] =
+    "INSERT INTO job_outputs (job_seq, idx, kind, content_type, bytes, text, created_at) "
+    "VALUES (?, ?, 'text', 'text/plain; charset=utf-8', ?, ?, UTC_TIMESTAMP(6))";
 static const char SQL_SUCCEED[] =
     "UPDATE jobs SET status = 'succeeded', finished_at = UTC_TIMESTAMP(6), progress = 1, "
     "claimed_by = NULL, lease_until = NULL, cost_charged = ?, cost_refunded = ?, "
@@ -70,6 +76,7 @@ struct finish {
 	enum verdict verdict;
 	int64_t held, charged;
 	char reason[GQD_MSG_MAX + 64];
+	bool stale;                /* the job was no longer this attempt's */
 };
 
 static int
@@ -126,12 +133,19 @@ insert_outputs(struct db *db, struct finish *f)
 
 	for (size_t i = 0; i < r->out.noutputs; i++) {
 		struct stored_output *o = &r->out.outputs[i];
-		struct db_stmt *st = db_prepare(db, SQL_INSERT_OUTPUT);
+		struct db_stmt *st = db_prepare(db, o->text != NULL ? SQL_INSERT_TEXT : SQL_INSERT_OUTPUT);
 
 		if (st == NULL)
 			return db_last_status(db);
 		db_bind_i64(st, 0, (int64_t)r->seq);
 		db_bind_i64(st, 1, (int64_t)i);
+		if (o->text != NULL) {          /* text outputs live in the row (SPEC §6) */
+			db_bind_i64(st, 2, (int64_t)o->text_len);
+			db_bind_text(st, 3, o->text, o->text_len);
+			if ((rc = db_exec(st)) != DB_OK)
+				return rc;
+			continue;
+		}
 		db_bind_str(st, 2, o->path);
 		db_bind_str(st, 3, o->content_type);
 		db_bind_i64(st, 4, o->bytes);
@@ -240,10 +254,11 @@ record_attempt(struct db *db, struct finish *f)
 	return exec_or(db, st);
 }
 
+/* End one attempt inside the batch's transaction. FINISH_STALE (before
+ * anything is written) when the job is no longer this attempt's. */
 static int
-finish_txn(struct db *db, void *arg)
+finish_one(struct db *db, struct finish *f)
 {
-	struct finish *f = arg;
 	struct run *r = f->r;
 	struct db_stmt *st = db_prepare(db, SQL_LOCK_JOB);
 	const char *status, *prompt_id, *owner;
@@ -330,12 +345,12 @@ log_verdict(struct finish *f)
 		    r->out.noutputs, (long long)r->out.run_ms, held, charged);
 		break;
 	case V_RETRY:
-		run_log(warn, "job_retry", r, " code=%s retry_in_ms=%lld msg=\"%.300s\"",
-		    r->out.code, (long long)f->backoff_ms, r->out.message);
+		run_log(warn, "job_retry", r, " code=%s retry_in_ms=%lld msg=\"%s\"",
+		    r->out.code, (long long)f->backoff_ms, log_q(r->out.message));
 		break;
 	case V_FAILED:
-		run_log(warn, "job_failed", r, " code=%s retryable=%d msg=\"%.300s\"",
-		    r->out.code, r->out.retryable, r->out.message);
+		run_log(warn, "job_failed", r, " code=%s retryable=%d msg=\"%s\"",
+		    r->out.code, r->out.retryable, log_q(r->out.message));
 		break;
 	case V_CANCELED:
 		run_log(info, "job_canceled", r, "%s", "");
@@ -343,35 +358,164 @@ log_verdict(struct finish *f)
 	}
 }
 
-void
-finish_commit(struct genqd *g, struct run *r)
+/* Attempts ended in one transaction: one commit (one log flush) for many
+ * completions is what lets a busy genqd keep up with fast backends. */
+#define FINISH_BATCH_MAX 64
+
+struct batch {
+	struct genqd *g;
+	struct finish *f;            /* n ended runs */
+	size_t n;
+	struct run **marks;          /* nmarks runs whose submit is to be noted */
+	size_t nmarks;
+};
+
+static const char SQL_SUBMITTED[] =
+    "UPDATE job_attempts SET submitted_at = UTC_TIMESTAMP(6) "
+    "WHERE job_seq = ? AND attempt = ? AND submitted_at IS NULL";
+
+static int
+batch_txn(struct db *db, void *arg)
 {
-	struct finish f;
-	int64_t wait;
+	struct batch *bt = arg;
 	int rc;
 
-	memset(&f, 0, sizeof f);
-	f.g = g;
-	f.r = r;
-	f.backoff_ms = policy_backoff_ms(r->attempt, gq_random_u32());
-	rc = db_txn(g->db, finish_txn, &f);
-	if (rc == DB_OK) {
-		log_verdict(&f);
-		run_release(g, r);
-		return;
+	for (size_t i = 0; i < bt->n; i++) {
+		struct finish *f = &bt->f[i];
+
+		f->stale = false;
+		rc = finish_one(db, f);
+		if (rc == FINISH_STALE)
+			f->stale = true;        /* nothing written for it; go on */
+		else if (rc != DB_OK)
+			return rc;
 	}
-	if (rc == FINISH_STALE) {
-		run_log(warn, "job_finish_stale", r, " note=\"the job changed under this attempt\"");
-		run_release(g, r);
-		return;
+	for (size_t i = 0; i < bt->nmarks; i++) {
+		struct db_stmt *st = db_prepare(db, SQL_SUBMITTED);
+
+		if (st == NULL)
+			return db_last_status(db);
+		db_bind_i64(st, 0, (int64_t)bt->marks[i]->seq);
+		db_bind_i64(st, 1, bt->marks[i]->attempt);
+		if ((rc = db_exec(st)) != DB_OK)
+			return rc;
 	}
-	gqd_db_failed(g, rc, "finish");
-	wait = COMMIT_RETRY_MIN_US << (r->tries < 6 ? r->tries : 6);
+	return DB_OK;
+}
+
+static void
+defer(struct genqd *g, struct run *r)
+{
+	int64_t wait = COMMIT_RETRY_MIN_US << (r->tries < 6 ? r->tries : 6);
+
 	if (wait > COMMIT_RETRY_MAX_US)
 		wait = COMMIT_RETRY_MAX_US;
 	r->tries++;
 	r->next_at = gq_mono_us() + wait;
 	run_log(warn, "job_finish_deferred", r, " tries=%d", r->tries);
+}
+
+/* syncfs() on the output store when a run of the batch stored files. */
+static int
+sync_outputs(struct genqd *g, const struct finish *f, size_t n)
+{
+	bool files = false;
+	int fd, rc;
+
+	for (size_t i = 0; i < n && !files; i++) {
+		const struct outcome *o = &f[i].r->out;
+		if (o->kind == OUTCOME_SUCCEEDED)
+			for (size_t k = 0; k < o->noutputs; k++)
+				files = files || o->outputs[k].text == NULL;
+	}
+	if (!files)
+		return 0;
+	if ((fd = open(g->cfg->output_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	rc = syncfs(fd);
+	close(fd);
+	return rc;
+}
+
+void
+finish_flush(struct genqd *g, int64_t now)
+{
+	struct finish f[FINISH_BATCH_MAX];
+	struct run *marks[FINISH_BATCH_MAX];
+	struct batch bt = { g, f, 0, marks, 0 };
+	int rc;
+
+	if (!gqd_db_ready(g))
+		return;
+	for (struct run *r = g->runs; r != NULL; r = r->next) {
+		if (r->state == RUN_DEAD)
+			continue;
+		if (r->state == RUN_ENDED && r->next_at <= now && bt.n < FINISH_BATCH_MAX) {
+			struct finish *x = &f[bt.n++];
+
+			memset(x, 0, sizeof *x);
+			x->g = g;
+			x->r = r;
+			/* Chosen once, so a rerun of the transaction decides the same. */
+			x->backoff_ms = policy_backoff_ms(r->attempt, gq_random_u32());
+		}
+		if (r->submit_noted && bt.nmarks < FINISH_BATCH_MAX)
+			marks[bt.nmarks++] = r;
+	}
+	if (bt.n == 0 && bt.nmarks == 0)
+		return;
+	/* Output files are written and renamed without a sync each
+	 * (outputs.c): one sync of the file system here makes every one of
+	 * the batch durable before any job says succeeded. */
+	if (sync_outputs(g, f, bt.n) < 0) {
+		log_error("output_sync_failed", "error=\"%s\"", strerror(errno));
+		for (size_t i = 0; i < bt.nmarks; i++)
+			marks[i]->submit_noted = false;
+		for (size_t i = 0; i < bt.n; i++)
+			defer(g, f[i].r);
+		return;
+	}
+	rc = db_txn(g->db, batch_txn, &bt);
+	/* The submit marks are informative only: one try, never retried. */
+	for (size_t i = 0; i < bt.nmarks; i++)
+		marks[i]->submit_noted = false;
+	if (rc != DB_OK && rc != DB_GONE && bt.n > 1) {
+		/* Not the connection: maybe one attempt the database refuses.
+		 * Each on its own then, so it cannot hold the others back. */
+		gqd_db_failed(g, rc, "finish_batch");
+		for (size_t i = 0; i < bt.n; i++) {
+			struct batch one = { g, &f[i], 1, NULL, 0 };
+
+			if (!gqd_db_ready(g) || (rc = db_txn(g->db, batch_txn, &one)) != DB_OK) {
+				if (gqd_db_ready(g))
+					gqd_db_failed(g, rc, "finish");
+				defer(g, f[i].r);
+				f[i].r = NULL;
+			}
+		}
+		rc = DB_OK;
+	}
+	if (rc != DB_OK) {
+		gqd_db_failed(g, rc, "finish");
+		for (size_t i = 0; i < bt.n; i++)
+			defer(g, f[i].r);
+		return;
+	}
+	for (size_t i = 0; i < bt.n; i++) {
+		struct run *r = f[i].r;
+
+		if (r == NULL)
+			continue;               /* deferred above */
+
+		if (f[i].stale)
+			run_log(warn, "job_finish_stale", r,
+			    " note=\"the job changed under this attempt\"");
+		else
+			log_verdict(&f[i]);
+		if (!f[i].stale && f[i].verdict != V_RETRY)
+			g->deps_due = true;     /* a parent may have ended: deps.c looks soon */
+		run_release(g, r);
+	}
 }
 
 void
@@ -384,8 +528,8 @@ run_end(struct genqd *g, struct run *r)
 	r->tries = 0;
 	r->next_at = 0;
 	policy_utf8_fix(r->out.message);
-	if (gqd_db_ready(g))
-		finish_commit(g, r);
+	/* Committed by finish_flush at this turn of the loop, together with
+	 * every other attempt that ended meanwhile. */
 }
 
 void

@@ -8,9 +8,13 @@
  *   run.c       the attempts this genqd drives, in memory
  *   finish.c    ending an attempt: terminal states, retries, the ledger
  *   sweep.c     timers: cancel requests, timeouts, ttl expiry, job leases
+ *   deps.c      `after`: waiting jobs released or failed; parent outputs
+ *   retention.c deleting outputs older than the retention period
  *   recover.c   taking over attempts whose genqd went away, re-attaching
  *   outputs.c   fetching output files into the store
  *   comfydrv.c  the ComfyUI protocol driver (comfy.c: its pure parsing)
+ *   comfyws.c   ComfyUI's /ws event streams: progress, early end notices
+ *               (comfyevt.c: their messages; ws.c: the WebSocket client)
  *   http.c      libcurl multi wrapper; media.c, policy.c: pure helpers */
 #ifndef GENQD_H
 #define GENQD_H
@@ -36,6 +40,8 @@ struct genqd;
 struct backend;
 struct run;
 struct fetch;
+struct webhooks;
+struct comfyws;
 
 /* A backend type's protocol: the only code that differs between ComfyUI and
  * (later) OpenAI-style servers. Every function starts work and returns; the
@@ -57,6 +63,7 @@ struct proto {
 };
 
 extern const struct proto comfy_proto;
+extern const struct proto openai_proto;   /* openaidrv.c */
 
 /* One row of the backends table as this genqd sees it. */
 struct backend {
@@ -96,6 +103,8 @@ struct stored_output {
 	char content_type[128];
 	int64_t bytes;
 	char sha256[GQ_SHA256_HEX_LEN];
+	char *text;                      /* a text output (kind 'text'), owned; NULL for files */
+	size_t text_len;
 };
 
 struct outcome {
@@ -130,17 +139,23 @@ struct run {
 	int64_t started_mono;            /* when the attempt began (monotonic µs) */
 	char *input;                     /* the workflow, until submitted; owned */
 	size_t input_len;
+	bool deps_ready;                 /* deps.c replaced the parent output references */
 
 	enum run_state state;
 	int phase;                       /* the driver's step within RUN_ACTIVE */
 	bool submitting;                 /* the submit request is in flight */
 	bool stop_wanted;                /* stop as soon as the submit returns */
 	bool cancel_seen;                /* cancel already acted on */
+	bool submit_noted;               /* accepted: note it at the next flush */
 	struct http_req *req;            /* the request in flight, or NULL */
 	int64_t next_at;                 /* when to poll (or retry a commit) */
 	int64_t verify_at;               /* when to check the backend still has it */
 	int tries;                       /* retries of the current step */
 	struct fetch *fetch;             /* outputs.c's state while fetching */
+	double progress;                 /* last progress written this attempt */
+	int64_t progress_at;             /* earliest next progress write (monotonic µs) */
+	int end_hints;                   /* the backend's event stream said it ended:
+	                                  * quick /history re-polls left */
 	struct outcome out;
 };
 
@@ -162,7 +177,12 @@ struct genqd {
 	int db_backoff_ms;
 	int64_t job_lease_at;            /* next renewal of job leases */
 	int64_t ttl_at;                  /* next ttl expiry sweep */
+	int64_t retention_at;            /* next output retention pass */
+	bool deps_due;                   /* a job ended: waiting children may move */
+	int64_t deps_at, deps_soonest;   /* next dependency pass; earliest when due */
 	bool recover_now;                /* a lease was just taken: look for orphans */
+	struct webhooks *webhooks;       /* webhook.c's state, NULL until first used */
+	struct comfyws *comfyws;         /* comfyws.c's event streams, NULL until first used */
 	bool stopping;                   /* SIGTERM: no new work */
 	int64_t stop_deadline;
 };
@@ -214,6 +234,10 @@ void run_reap(struct genqd *g);
 void run_mark_submitted(struct genqd *g, struct run *r);
 /* The live run for job seq, or NULL. */
 struct run *run_find(struct genqd *g, uint64_t seq);
+/* The backend reports r's progress (0..1): write it to the job, only
+ * forward within the attempt and at most once a second, with its progress
+ * webhook; best effort (a later report, or the job's end, says it again). */
+void run_progress(struct genqd *g, struct run *r, double value);
 /* Poll the runs whose time has come; retry pending commits. */
 void run_tick(struct genqd *g, int64_t now);
 /* Earliest next_at of the runs (INT64_MAX when none). */
@@ -231,8 +255,9 @@ void run_end(struct genqd *g, struct run *r);
 /* Shorthand: end r as failed with code and a formatted message. */
 void run_fail(struct genqd *g, struct run *r, const char *code, bool retryable,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-/* Try r's commit again (called by run_tick for RUN_ENDED runs). */
-void finish_commit(struct genqd *g, struct run *r);
+/* Commit the attempts that ended (RUN_ENDED, due) and the pending submit
+ * marks, many in one transaction; the loop calls it before claiming. */
+void finish_flush(struct genqd *g, int64_t now);
 /* Hand every running job of this genqd back (claimed_by NULL, lease over),
  * all of them or only those on backend_id (when non-zero). */
 int finish_hand_back(struct genqd *g, uint64_t backend_id);
@@ -243,9 +268,33 @@ void sweep_tick(struct genqd *g, int64_t now);
 /* Stop r on its backend with outcome already in r->out. */
 void sweep_stop(struct genqd *g, struct run *r);
 
+/* ---- deps.c ---- */
+/* Release waiting jobs whose parents succeeded; fail those with a parent
+ * that did not (dependency_failed, hold released), cascading down chains.
+ * Call every loop turn: it runs every second, and soon after g->deps_due. */
+void deps_tick(struct genqd *g, int64_t now);
+typedef void (*deps_submit_fn)(struct genqd *g, struct run *r);
+/* Before r's prompt goes out: false when r->input needs nothing (submit
+ * now). true when deps.c took r over: it replaces the parent output
+ * references in r->input (uploading files to r's ComfyUI backend) and then
+ * calls submit(g, r) again, or ends r with run_fail. */
+bool deps_prepare(struct genqd *g, struct run *r, deps_submit_fn submit);
+
+/* ---- retention.c ---- */
+/* Delete output files older than the retention period, in bounded batches,
+ * and mark their rows deleted. */
+void retention_tick(struct genqd *g, int64_t now);
+
 /* ---- recover.c ---- */
 /* Take over running jobs of held backends whose genqd is gone. */
 void recover_tick(struct genqd *g);
+
+/* ---- webhook.c ---- */
+/* Send the webhook messages that are due (SPEC §7). */
+void webhook_tick(struct genqd *g, int64_t now);
+/* When webhook_tick next wants to run (monotonic µs). */
+int64_t webhook_next_deadline(const struct genqd *g);
+void webhook_free_all(struct genqd *g);
 
 /* ---- outputs.c ---- */
 /* Start storing r's nfiles outputs; urls[i] and names[i] (the backend's
@@ -256,5 +305,10 @@ void outputs_fetch(struct genqd *g, struct run *r, char *const *urls,
 void outputs_poll(struct genqd *g, struct run *r);
 /* Drop r's fetch state (on release). */
 void outputs_abort(struct genqd *g, struct run *r);
+/* Store len bytes held in memory (a decoded image) as r's output o, the
+ * file "<job id>/<index>.<ext>" in the store, fsynced, with its size and
+ * SHA-256, as outputs_fetch does for downloads. 0, or -1 with errno set. */
+int outputs_store_bytes(struct genqd *g, struct run *r, size_t index, const void *data,
+    size_t len, const char *ext, struct stored_output *o);
 
 #endif

@@ -1,8 +1,11 @@
 #include "autoconf.h"
 
 #include <curl/curl.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "buf.h"
 #include "http.h"
@@ -13,11 +16,15 @@ struct http_req {
 	struct http *h;
 	CURL *easy;
 	struct curl_slist *headers;
+	curl_mime *form;             /* multipart body, for http_post_form */
 	char *post;                  /* owned copy of the request body */
 	struct buf body;             /* memory replies */
 	http_sink_fn sink;           /* streamed replies */
 	uint64_t limit, received;
 	bool too_large, sink_failed;
+	bool addr_refused;           /* addr_ok said no */
+	bool (*addr_ok)(const struct sockaddr *sa, void *arg);
+	void *addr_arg;
 	bool in_multi;               /* still attached to the multi handle */
 	bool delivering;             /* its callback is running */
 	CURLcode code;               /* the transfer's result, once done */
@@ -72,6 +79,7 @@ req_free(struct http_req *r)
 	if (r->easy != NULL)
 		curl_easy_cleanup(r->easy);
 	curl_slist_free_all(r->headers);
+	curl_mime_free(r->form);
 	free(r->post);
 	buf_free(&r->body);
 	free(r);
@@ -249,6 +257,103 @@ fail:
 	return NULL;
 }
 
+/* libcurl asks for each socket it opens: the address check happens here,
+ * on the address actually connected to, after name resolution. */
+static curl_socket_t
+on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+	struct http_req *r = clientp;
+
+	(void)purpose;
+	if (r->addr_ok != NULL && !r->addr_ok(&address->addr, r->addr_arg)) {
+		r->addr_refused = true;
+		return CURL_SOCKET_BAD;
+	}
+	return socket(address->family, address->socktype, address->protocol);
+}
+
+struct http_req *
+http_post(struct http *h, const char *url, const void *body, size_t len,
+    const struct http_post_opts *opts, size_t limit, http_done_fn done, void *arg)
+{
+	struct http_req *r = req_new(h, url, limit, done, arg);
+	char ctype[160];
+	struct curl_slist *l;
+
+	if (r == NULL)
+		return NULL;
+	if ((r->post = malloc(len + 1)) == NULL)
+		goto fail;
+	memcpy(r->post, body, len);
+	r->post[len] = '\0';
+	snprintf(ctype, sizeof ctype, "Content-Type: %s",
+	    opts->content_type ? opts->content_type : "application/json");
+	if ((r->headers = curl_slist_append(NULL, ctype)) == NULL)
+		goto fail;
+	if ((l = curl_slist_append(r->headers, "Expect:")) == NULL)
+		goto fail;
+	r->headers = l;
+	for (size_t i = 0; i < opts->nheaders; i++) {
+		if ((l = curl_slist_append(r->headers, opts->headers[i])) == NULL)
+			goto fail;
+		r->headers = l;
+	}
+	curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
+	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->post);
+	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	if (opts->timeout_s > 0) {
+		curl_easy_setopt(r->easy, CURLOPT_TIMEOUT, (long)opts->timeout_s);
+		curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT, (long)opts->timeout_s);
+	}
+	r->sink = opts->sink;
+	if (opts->addr_ok != NULL) {
+		r->addr_ok = opts->addr_ok;
+		r->addr_arg = opts->addr_arg;
+		curl_easy_setopt(r->easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+		curl_easy_setopt(r->easy, CURLOPT_OPENSOCKETDATA, r);
+	}
+	return req_start(h, r);
+fail:
+	req_free(r);
+	return NULL;
+}
+
+struct http_req *
+http_post_form(struct http *h, const char *url, const struct http_form_part *parts,
+    size_t nparts, size_t limit, http_done_fn done, void *arg)
+{
+	struct http_req *r = req_new(h, url, limit, done, arg);
+
+	if (r == NULL)
+		return NULL;
+	/* The form goes with the request: req_free frees it after the easy handle. */
+	if ((r->form = curl_mime_init(r->easy)) == NULL)
+		goto fail;
+	for (size_t i = 0; i < nparts; i++) {
+		const struct http_form_part *p = &parts[i];
+		curl_mimepart *part = curl_mime_addpart(r->form);
+
+		if (part == NULL || curl_mime_name(part, p->name) != CURLE_OK)
+			goto fail;
+		if (p->file != NULL) {
+			if (curl_mime_filedata(part, p->file) != CURLE_OK ||
+			    curl_mime_filename(part, p->filename) != CURLE_OK ||
+			    curl_mime_type(part, p->type) != CURLE_OK)
+				goto fail;
+		} else if (curl_mime_data(part, p->value, CURL_ZERO_TERMINATED) != CURLE_OK) {
+			goto fail;
+		}
+	}
+	if ((r->headers = curl_slist_append(NULL, "Expect:")) == NULL)
+		goto fail;
+	curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
+	curl_easy_setopt(r->easy, CURLOPT_MIMEPOST, r->form);
+	return req_start(h, r);
+fail:
+	req_free(r);
+	return NULL;
+}
+
 struct http_req *
 http_get_sink(struct http *h, const char *url, uint64_t limit, http_sink_fn sink,
     http_done_fn done, void *arg)
@@ -309,6 +414,7 @@ deliver(struct http_req *r)
 	res.too_large = r->too_large ||
 	    r->code == CURLE_FILESIZE_EXCEEDED;
 	res.sink_failed = r->sink_failed;
+	res.addr_refused = r->addr_refused;
 	res.content_type = ctype;
 	res.body = r->body.data != NULL ? r->body.data : "";
 	res.len = r->body.len;
@@ -379,6 +485,36 @@ http_wait(struct http *h, int extra_fd, int timeout_ms, bool *extra_ready)
 	    timeout_ms, &n);
 	if (extra_fd >= 0 && (wfd.revents & CURL_WAIT_POLLIN))
 		*extra_ready = true;
+}
+
+void
+http_wait_fds(struct http *h, struct pollfd *fds, size_t nfds, int timeout_ms)
+{
+	struct curl_waitfd stack[16], *w = stack;
+	size_t i;
+	int n = 0;
+
+	if (nfds > sizeof stack / sizeof stack[0] && (w = calloc(nfds, sizeof *w)) == NULL) {
+		/* No room to watch them: wait for the transfers alone, briefly. */
+		for (i = 0; i < nfds; i++)
+			fds[i].revents = 0;
+		curl_multi_poll(h->multi, NULL, 0, timeout_ms < 10 ? timeout_ms : 10, &n);
+		return;
+	}
+	if (timeout_ms < 0)
+		timeout_ms = 0;
+	for (i = 0; i < nfds; i++) {
+		w[i].fd = fds[i].fd;
+		w[i].events = (short)(((fds[i].events & POLLIN) ? CURL_WAIT_POLLIN : 0) |
+		    ((fds[i].events & POLLOUT) ? CURL_WAIT_POLLOUT : 0));
+		w[i].revents = 0;
+	}
+	curl_multi_poll(h->multi, nfds ? w : NULL, (unsigned)nfds, timeout_ms, &n);
+	for (i = 0; i < nfds; i++)
+		fds[i].revents = (short)(((w[i].revents & CURL_WAIT_POLLIN) ? POLLIN : 0) |
+		    ((w[i].revents & CURL_WAIT_POLLOUT) ? POLLOUT : 0));
+	if (w != stack)
+		free(w);
 }
 
 size_t

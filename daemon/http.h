@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 struct http;
 struct http_req;
@@ -24,6 +25,7 @@ struct http_result {
 	bool too_large;           /* the reply passed its size limit */
 	bool not_sent;            /* the request surely never reached the server */
 	bool sink_failed;         /* a sink callback refused the data */
+	bool addr_refused;        /* http_post_opts.addr_ok refused every address */
 };
 
 /* Called once when a request ends; the request is freed right after, so
@@ -49,6 +51,41 @@ struct http_req *http_get(struct http *h, const char *url, size_t limit,
 struct http_req *http_post_json(struct http *h, const char *url,
     const char *body, size_t len, size_t limit, http_done_fn done, void *arg);
 
+/* What http_post adds to a plain POST. */
+struct http_post_opts {
+	const char *content_type;            /* NULL: application/json */
+	const char *const *headers;          /* nheaders "Name: value" lines */
+	size_t nheaders;
+	/* Asked before every connection; false refuses that address (so a
+	 * host name cannot be resolved around the check). NULL: any. */
+	bool (*addr_ok)(const struct sockaddr *sa, void *arg);
+	void *addr_arg;
+	int timeout_s;                       /* 0: the client's limit */
+	/* Non-NULL: the reply streams into it (called with the request's
+	 * arg, nothing kept in memory), bounded by limit like a memory one. */
+	http_sink_fn sink;
+};
+
+/* POST body (copied) to url with opts; reply bounded by limit. */
+struct http_req *http_post(struct http *h, const char *url, const void *body,
+    size_t len, const struct http_post_opts *opts, size_t limit,
+    http_done_fn done, void *arg);
+
+/* One field of a multipart/form-data POST: a text value, or a file on disk
+ * (streamed from the file by libcurl, never held in memory). */
+struct http_form_part {
+	const char *name;
+	const char *value;                   /* text fields; NULL for a file */
+	const char *file;                    /* file fields: its path */
+	const char *filename;                /* the file name sent with it */
+	const char *type;                    /* its content type */
+};
+
+/* POST a multipart/form-data form of nparts fields to url. */
+struct http_req *http_post_form(struct http *h, const char *url,
+    const struct http_form_part *parts, size_t nparts, size_t limit,
+    http_done_fn done, void *arg);
+
 /* GET url streaming the body into sink (nothing kept in memory); a reply
  * over limit bytes is aborted with too_large. */
 struct http_req *http_get_sink(struct http *h, const char *url, uint64_t limit,
@@ -68,6 +105,11 @@ void http_perform(struct http *h);
 /* Wait for network activity, for extra_fd (-1 for none) to become readable
  * (*extra_ready set), or for timeout_ms. */
 void http_wait(struct http *h, int extra_fd, int timeout_ms, bool *extra_ready);
+
+/* Wait like http_wait, for any number of extra descriptors: fds[i].events
+ * (POLLIN, POLLOUT) are watched and fds[i].revents says which came. */
+struct pollfd;
+void http_wait_fds(struct http *h, struct pollfd *fds, size_t nfds, int timeout_ms);
 
 /* Requests in flight. */
 size_t http_active(const struct http *h);

@@ -14,6 +14,8 @@
 #endif
 
 #include "config.h"
+#include "aging.h"
+#include "comfyws.h"
 #include "db.h"
 #include "genqd.h"
 #include "gqtime.h"
@@ -26,6 +28,7 @@
 #define RELOAD_MIN_US (500 * US_PER_MS)    /* soonest reload after a wake-up */
 #define SWEEP_EVERY_US US_PER_S            /* cancels, timeouts, leases */
 #define RECOVER_EVERY_US (2 * US_PER_S)
+#define AGING_EVERY_US US_PER_S            /* priority aging (aging.c) */
 #define WAIT_MAX_MS 250                    /* the loop looks at its timers this often */
 #define DB_BACKOFF_MIN_MS 250
 #define DB_BACKOFF_MAX_MS 10000
@@ -97,12 +100,12 @@ gqd_db_failed(struct genqd *g, int rc, const char *what)
 	if (rc == DB_GONE) {
 		if (!g->db_down)
 			log_warn("db_lost", "step=%s error=\"%s\"", what,
-			    g->db ? db_error(g->db) : "");
+			    log_q(g->db ? db_error(g->db) : ""));
 		g->db_down = true;
 		return;
 	}
 	log_error("db_error", "step=%s status=%d error=\"%s\"", what, rc,
-	    g->db ? db_error(g->db) : "");
+	    log_q(g->db ? db_error(g->db) : ""));
 }
 
 /* Connect, or reconnect, when the backoff allows. */
@@ -123,9 +126,9 @@ db_maintain(struct genqd *g, int64_t now)
 		return;
 	}
 	if (g->db == NULL)
-		log_warn("db_connect_failed", "error=\"%s\"", err);
+		log_warn("db_connect_failed", "error=\"%s\"", log_q(err));
 	else
-		log_warn("db_connect_failed", "error=\"%s\"", db_error(g->db));
+		log_warn("db_connect_failed", "error=\"%s\"", log_q(db_error(g->db)));
 	g->db_backoff_ms = g->db_backoff_ms ? g->db_backoff_ms * 2 : DB_BACKOFF_MIN_MS;
 	if (g->db_backoff_ms > DB_BACKOFF_MAX_MS)
 		g->db_backoff_ms = DB_BACKOFF_MAX_MS;
@@ -152,7 +155,7 @@ reload_config(struct genqd *g)
 	char err[512];
 
 	if (config_load(&fresh, g->config_path, err, sizeof err) < 0) {
-		log_error("config_reload_failed", "error=\"%s\"", err);
+		log_error("config_reload_failed", "error=\"%s\"", log_q(err));
 		config_free(&fresh);
 		return;
 	}
@@ -195,7 +198,7 @@ min64(int64_t a, int64_t b)
 }
 
 struct timers {
-	int64_t reload_at, last_reload, sweep_at, recover_at, watchdog_at;
+	int64_t reload_at, last_reload, sweep_at, recover_at, aging_at, watchdog_at;
 	int64_t watchdog_every;          /* 0: no watchdog */
 };
 
@@ -219,9 +222,20 @@ run_timers(struct genqd *g, struct timers *t, int64_t now)
 		sweep_tick(g, now);
 		t->sweep_at = now + SWEEP_EVERY_US;
 	}
+	if (gqd_db_ready(g) && !g->stopping && now >= t->aging_at) {
+		aging_tick(g);
+		t->aging_at = now + AGING_EVERY_US;
+	}
+	/* Completions first: the slots they free are claimed right after. */
+	finish_flush(g, now);
+	if (gqd_db_ready(g) && !g->stopping)
+		deps_tick(g, now);
 	if (gqd_db_ready(g) && !g->stopping)
 		claim_due(g, now);
+	if (gqd_db_ready(g) && !g->stopping)
+		webhook_tick(g, now);
 	backend_probes(g, now);
+	comfyws_tick(g, now);
 	run_tick(g, now);
 	if (t->watchdog_every && now >= t->watchdog_at) {
 		notify("WATCHDOG=1");
@@ -280,12 +294,15 @@ loop(struct genqd *g)
 
 		next = now + WAIT_MAX_MS * US_PER_MS;
 		next = min64(next, run_next_deadline(g));
-		if (gqd_db_ready(g) && !g->stopping)
+		next = min64(next, comfyws_next_deadline(g));
+		if (gqd_db_ready(g) && !g->stopping) {
 			next = min64(next, claim_next_deadline(g));
+			next = min64(next, webhook_next_deadline(g));
+		}
 		if (g->stopping)
 			next = min64(next, g->stop_deadline);
 		now = gq_mono_us();
-		http_wait(g->http, g->wake_fd, next > now ? (int)((next - now + 999) / 1000) : 0,
+		comfyws_wait(g, g->wake_fd, next > now ? (int)((next - now + 999) / 1000) : 0,
 		    &woken);
 		if (woken) {
 			wake_drain(g->wake_fd);
@@ -301,7 +318,10 @@ shut_down(struct genqd *g)
 	size_t left = g->nruns;
 
 	if (gqd_db_ready(g)) {
-		int handed = finish_hand_back(g, 0);
+		int handed;
+
+		finish_flush(g, INT64_MAX);     /* what ended is recorded, not handed back */
+		handed = finish_hand_back(g, 0);
 		backend_release_all(g);
 		log_info("shutdown_done", "handed_back=%d unfinished=%zu", handed, left);
 	} else {
@@ -390,8 +410,10 @@ out:
 	for (struct run *r = g.runs; r != NULL; r = r->next)
 		run_release(&g, r);
 	run_reap(&g);
+	comfyws_free_all(&g);
 	backend_free_all(&g);
 	http_free(g.http);
+	webhook_free_all(&g);     /* after http_free: dropped deliveries count down */
 	if (g.wake_fd >= 0) {
 		close(g.wake_fd);
 		unlink(cfg.wake_socket);

@@ -160,8 +160,9 @@ seal_item(struct genqd *g, struct run *r, const char *reply_type)
 	if (job_dir(g, r, dir, sizeof dir) < 0 ||
 	    snprintf(final, sizeof final, "%s/%s", g->cfg->output_dir, o->path) >= (int)sizeof final)
 		return -1;
-	/* On disk before the job says succeeded. */
-	if (fsync(f->fd) < 0 || rename(f->tmp_path, final) < 0)
+	/* On disk before the job says succeeded: finish_flush syncs the file
+	 * system once for every output of its batch before the commit. */
+	if (rename(f->tmp_path, final) < 0)
 		return -1;
 	close(f->fd);
 	f->fd = -1;
@@ -208,7 +209,7 @@ on_file(const struct http_result *res, void *arg)
 		else
 			snprintf(why, sizeof why, "HTTP %ld", res->status);
 		run_log(warn, "output_fetch_failed", r, " index=%zu try=%d why=\"%s\"",
-		    f->next, f->tries + 1, why);
+		    f->next, f->tries + 1, log_q(why));
 		if (res->curl_code != 0 || res->status >= 500) {
 			backend_failed(g, r->backend, why);
 			if (r->state != before)
@@ -237,7 +238,7 @@ on_file(const struct http_result *res, void *arg)
 		start_item(g, r);
 		return;
 	}
-	sync_dir(g, r);
+	/* The directory entries too are made durable by finish_flush. */
 	r->out.kind = OUTCOME_SUCCEEDED;
 	outputs_abort(g, r);
 	run_end(g, r);
@@ -288,4 +289,68 @@ outputs_fetch(struct genqd *g, struct run *r, char *const *urls, char *const *na
 		media_ext(names[i], f->items[i].ext);
 	}
 	start_item(g, r);
+}
+
+int
+outputs_store_bytes(struct genqd *g, struct run *r, size_t index, const void *data,
+    size_t len, const char *ext, struct stored_output *o)
+{
+	char dir[PATH_MAX], tmp[PATH_MAX], final[PATH_MAX];
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int dlen = 0;
+	static const char hex[] = "0123456789abcdef";
+	const char *p = data;
+	size_t left = len;
+	int fd = -1, saved;
+
+	if (!gq_is_uuid(r->job_id) || job_dir(g, r, dir, sizeof dir) < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return -1;
+	if (snprintf(tmp, sizeof tmp, "%s/.%zu.XXXXXX", dir, index) >= (int)sizeof tmp) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if ((fd = mkstemp(tmp)) < 0)
+		return -1;
+	fchmod(fd, 0644);                    /* served by nginx, maybe another user */
+	while (left > 0) {
+		ssize_t n = write(fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			goto fail;
+		p += n;
+		left -= (size_t)n;
+	}
+	if (EVP_Digest(data, len, digest, &dlen, EVP_sha256(), NULL) != 1 || dlen != 32) {
+		errno = EIO;
+		goto fail;
+	}
+	for (unsigned i = 0; i < 32; i++) {
+		o->sha256[2 * i] = hex[digest[i] >> 4];
+		o->sha256[2 * i + 1] = hex[digest[i] & 15];
+	}
+	o->sha256[64] = '\0';
+	o->bytes = (int64_t)len;
+	media_content_type(NULL, ext, o->content_type);
+	snprintf(o->path, sizeof o->path, "%s/%zu.%s", r->job_id, index, ext);
+	if (snprintf(final, sizeof final, "%s/%s", g->cfg->output_dir, o->path) >= (int)sizeof final) {
+		errno = ENAMETOOLONG;
+		goto fail;
+	}
+	/* On disk, under its name, before the job says succeeded. */
+	if (fsync(fd) < 0 || rename(tmp, final) < 0)
+		goto fail;
+	close(fd);
+	sync_dir(g, r);
+	return 0;
+fail:
+	saved = errno;
+	close(fd);
+	unlink(tmp);
+	errno = saved;
+	return -1;
 }

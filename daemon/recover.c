@@ -1,27 +1,37 @@
 #include "autoconf.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "db.h"
 #include "genqd.h"
 #include "gqtime.h"
 
-/* Running attempts on a backend that nobody (alive) drives: handed back,
- * lease expired, or claimed under this genqd's own id before a restart. */
+/* Running attempts on a backend whose lease this genqd holds, as the
+ * database says (not only as this process believes). The backend lease is
+ * the authority: whoever claimed such a job before (a genqd that died or
+ * lost the lease, or this one before a restart) no longer drives it. A job
+ * lease that outlives the backend lease must not hide its prompt, or this
+ * genqd would fill the backend's slots with new prompts on top of it. The
+ * caller skips the runs it has in memory. */
 static const char SQL_ORPHANS[] =
     "SELECT j.seq, j.id, j.queue, j.prompt_id, j.attempts, j.timeout_s, "
     "TIMESTAMPDIFF(MICROSECOND, a.started_at, UTC_TIMESTAMP(6)) "
-    "FROM jobs j LEFT JOIN job_attempts a ON a.job_seq = j.seq AND a.attempt = j.attempts "
+    "FROM jobs j JOIN backends b ON b.id = j.backend_id "
+    "LEFT JOIN job_attempts a ON a.job_seq = j.seq AND a.attempt = j.attempts "
     "WHERE j.status = 'running' AND j.backend_id = ? "
-    "AND (j.claimed_by IS NULL OR j.claimed_by = ? OR j.lease_until < UTC_TIMESTAMP(6)) "
+    "AND b.lease_owner = ? AND b.lease_until > UTC_TIMESTAMP(6) "
     "LIMIT 200";
 static const char SQL_TAKE_OVER[] =
     "UPDATE jobs SET claimed_by = ?, lease_until = UTC_TIMESTAMP(6) + INTERVAL ? SECOND "
-    "WHERE seq = ? AND status = 'running' AND prompt_id = ? "
-    "AND (claimed_by IS NULL OR claimed_by = ? OR lease_until < UTC_TIMESTAMP(6))";
+    "WHERE seq = ? AND status = 'running' AND prompt_id = ? AND backend_id IN "
+    "(SELECT id FROM backends WHERE lease_owner = ? AND lease_until > UTC_TIMESTAMP(6))";
 
 struct orphan {
 	uint64_t seq;
@@ -56,6 +66,42 @@ take_over(struct genqd *g, const struct orphan *o)
 	return db_affected_rows(st) == 1;
 }
 
+/* Is name an output being written (outputs.c: ".<index>.XXXXXX")? */
+static bool
+is_temp_output(const char *name)
+{
+	const char *p = name;
+
+	if (*p++ != '.' || *p < '0' || *p > '9')
+		return false;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	return *p == '.' && strlen(p + 1) == 6;
+}
+
+/* A genqd killed while storing the job's outputs left its temporary files
+ * behind; nobody else writes there now that this genqd owns the job, and the
+ * outputs are fetched again. */
+static void
+remove_stale_temps(struct genqd *g, const struct orphan *o)
+{
+	char path[PATH_MAX];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	if (!gq_is_uuid(o->id) ||
+	    snprintf(path, sizeof path, "%s/%s", g->cfg->output_dir, o->id) >= (int)sizeof path ||
+	    (d = opendir(path)) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL)
+		if (is_temp_output(e->d_name) && unlinkat(dirfd(d), e->d_name, 0) == 0)
+			n++;
+	closedir(d);
+	if (n > 0)
+		log_info("stale_outputs_removed", "job=%s files=%d", o->id, n);
+}
+
 static void
 adopt(struct genqd *g, struct backend *b, const struct orphan *o)
 {
@@ -63,6 +109,7 @@ adopt(struct genqd *g, struct backend *b, const struct orphan *o)
 
 	if (!take_over(g, o))
 		return;
+	remove_stale_temps(g, o);
 	if ((r = run_new(g, b)) == NULL) {
 		log_error("out_of_memory", "step=recover job=%s", o->id);
 		return;

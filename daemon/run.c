@@ -6,10 +6,12 @@
 #include "genqd.h"
 #include "gqtime.h"
 #include "http.h"
+#include "jobevent.h"
 
-static const char SQL_SUBMITTED[] =
-    "UPDATE job_attempts SET submitted_at = UTC_TIMESTAMP(6) "
-    "WHERE job_seq = ? AND attempt = ? AND submitted_at IS NULL";
+static const char SQL_PROGRESS[] =
+    "UPDATE jobs SET progress = ? WHERE seq = ? AND status = 'running' AND prompt_id = ?";
+
+#define PROGRESS_EVERY_US 1000000LL
 
 struct run *
 run_new(struct genqd *g, struct backend *b)
@@ -64,6 +66,8 @@ run_reap(struct genqd *g)
 			g->runs = r->next;
 		if (r->next != NULL)
 			r->next->prev = r->prev;
+		for (size_t i = 0; r->out.outputs != NULL && i < r->out.noutputs; i++)
+			free(r->out.outputs[i].text);
 		free(r->out.outputs);
 		free(r);
 	}
@@ -72,20 +76,10 @@ run_reap(struct genqd *g)
 void
 run_mark_submitted(struct genqd *g, struct run *r)
 {
-	struct db_stmt *st;
-	int rc;
-
-	/* Only informative: nothing depends on it, so a missed one is fine. */
-	if (!gqd_db_ready(g))
-		return;
-	if ((st = db_prepare(g->db, SQL_SUBMITTED)) == NULL) {
-		gqd_db_failed(g, db_last_status(g->db), "mark_submitted");
-		return;
-	}
-	db_bind_i64(st, 0, (int64_t)r->seq);
-	db_bind_i64(st, 1, r->attempt);
-	if ((rc = db_exec(st)) != DB_OK)
-		gqd_db_failed(g, rc, "mark_submitted");
+	(void)g;
+	/* Only informative, so it waits for finish_flush's transaction
+	 * rather than costing a commit of its own per job. */
+	r->submit_noted = true;
 }
 
 struct run *
@@ -121,9 +115,7 @@ run_tick(struct genqd *g, int64_t now)
 			outputs_poll(g, r);
 			break;
 		case RUN_ENDED:
-			if (gqd_db_ready(g))
-				finish_commit(g, r);
-			break;
+			break;          /* finish_flush commits it */
 		default:
 			break;
 		}
@@ -139,4 +131,43 @@ run_next_deadline(const struct genqd *g)
 		if (waits_on_timer(r) && r->next_at < next)
 			next = r->next_at;
 	return next;
+}
+
+struct progress_txn {
+	struct run *r;
+	double value;
+};
+
+static int
+progress_txn(struct db *db, void *arg)
+{
+	struct progress_txn *p = arg;
+	struct db_stmt *st = db_prepare(db, SQL_PROGRESS);
+	int rc;
+
+	if (st == NULL)
+		return db_last_status(db);
+	db_bind_double(st, 0, p->value);
+	db_bind_i64(st, 1, (int64_t)p->r->seq);
+	db_bind_str(st, 2, p->r->prompt_id);
+	if ((rc = db_exec(st)) != DB_OK)
+		return rc;
+	if (db_affected_rows(st) != 1)
+		return DB_OK;                 /* ended meanwhile, or no change */
+	return job_progress_notify(db, p->r->seq);
+}
+
+void
+run_progress(struct genqd *g, struct run *r, double value)
+{
+	struct progress_txn p = { r, value };
+	int64_t now = gq_mono_us();
+	int rc;
+
+	if (!(value >= 0) || value <= r->progress || now < r->progress_at || !gqd_db_ready(g))
+		return;
+	r->progress_at = now + PROGRESS_EVERY_US;
+	r->progress = value;
+	if ((rc = db_txn(g->db, progress_txn, &p)) != DB_OK)
+		gqd_db_failed(g, rc, "progress");
 }

@@ -225,4 +225,6 @@ sweep_tick(struct genqd *g, int64_t now)
 	timeouts(g, now);
 	if (gqd_db_ready(g) && !g->stopping)
 		expire(g, now);
+	if (gqd_db_ready(g))
+		retention_tick(g, now);
 }

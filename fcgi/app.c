@@ -16,7 +16,7 @@ app_db(struct app *app)
 		return app->db;
 	app->db = db_open(app->cfg, err, sizeof err);
 	if (app->db == NULL)
-		log_error("db_connect_failed", "error=\"%s\"", err);
+		log_error("db_connect_failed", "error=\"%s\"", log_q(err));
 	return app->db;
 }
 

@@ -6,10 +6,13 @@
  *   auth.c     Authorization: Bearer <key> -> caller
  *   jobspec.c  parse and validate a submit body (no database)
  *   submit.c   POST /v1/jobs: admission in one transaction
+ *   ratelimit.c the per-user submit token bucket (shared through the database)
+ *   quota.c    monthly per-queue job quotas
+ *   idempotency.c the Idempotency-Key of POST /v1/jobs
  *   jobs.c     the other /v1/jobs/{id}... routes and /healthz
  *   listing.c  GET /v1/jobs: the caller's jobs, filtered, keyset pages
  *   regenerate.c POST /v1/jobs/{id}/regenerate: a new job from an old one
- *   me.c       GET /v1/me: the caller's tier, credits and active jobs
+ *   me.c       GET /v1/me: tier, credits, active jobs, rate limit, quota use
  *   queues.c   GET /v1/queues: per queue depth, throughput and backends
  *   public.c   /v1/public/jobs/{id}...: the job page's view, no API key
  *   dispatch.c one request from start to end
@@ -152,9 +155,19 @@ enum route_id {
 	ROUTE_QUEUES,         // /v1/queues
 	ROUTE_PUBLIC_JOB,     // /v1/public/jobs/{id}
 	ROUTE_PUBLIC_OUTPUT,  // /v1/public/jobs/{id}/outputs/{n}
+	ROUTE_METRICS,        // /metrics
+	ROUTE_ADMIN_APPROVE,  // /v1/admin/jobs/{id}/approve
+	ROUTE_ADMIN_REJECT,   // /v1/admin/jobs/{id}/reject
+	ROUTE_ADMIN_PAUSE,    // /v1/admin/queues/{name}/pause
+	ROUTE_ADMIN_RESUME,   // /v1/admin/queues/{name}/resume
+	ROUTE_ADMIN_DRAIN,    // /v1/admin/backends/{name}/drain
+	ROUTE_ADMIN_UNDRAIN,  // /v1/admin/backends/{name}/undrain
+	ROUTE_ADMIN_CREDITS,  // /v1/admin/credits
+	ROUTE_COUNT
 };
 
 #define ROUTE_PATH_MAX 1024
+#define ROUTE_NAME_MAX 64     // a queue or backend name in an admin path
 
 // A parsed path. A job id segment that is not a UUID still selects the
 // route (so the method is checked) and later answers 404 like an unknown id.
@@ -162,6 +175,7 @@ struct route {
 	enum route_id id;
 	char job_id[GQ_UUID_LEN];   // lowercase UUID, or "" when malformed
 	long output;                // ..._OUTPUT: n, or -1 when malformed
+	char name[ROUTE_NAME_MAX + 1]; // admin queue/backend name, "" when malformed
 };
 
 // The request path without the query string: REQUEST_URI, else
@@ -177,6 +191,10 @@ const char *route_allow(enum route_id id);
 
 // True when method (GET, POST, ... HEAD counts as GET) is in route_allow.
 bool route_method_ok(enum route_id id, const char *method);
+
+// The route's path pattern ("/v1/jobs/{id}"), "unmatched" for ROUTE_NONE:
+// the label of the HTTP request counters in /metrics.
+const char *route_pattern(enum route_id id);
 
 /* ---- the handler's state ---- */
 
@@ -264,9 +282,130 @@ void public_job(struct ctx *c);
 // GET /v1/public/jobs/{id}/outputs/{n}: the download, as jobs_output.
 void public_output(struct ctx *c);
 
+/* ---- admin.c: admin keys only (others get 403); the actions are
+ * lib/jobadmin.c's, shared with genqctl ---- */
+
+void admin_approve(struct ctx *c);    // POST /v1/admin/jobs/{id}/approve
+void admin_reject(struct ctx *c);     // POST /v1/admin/jobs/{id}/reject
+void admin_pause(struct ctx *c);      // POST /v1/admin/queues/{name}/pause
+void admin_resume(struct ctx *c);     // POST /v1/admin/queues/{name}/resume
+void admin_drain(struct ctx *c);      // POST /v1/admin/backends/{name}/drain
+void admin_undrain(struct ctx *c);    // POST /v1/admin/backends/{name}/undrain
+void admin_credits(struct ctx *c);    // POST /v1/admin/credits
+
+/* ---- metrics.c: GET /metrics and the HTTP request counters ---- */
+
+// GET /metrics: Prometheus text format 0.0.4, no API key (nginx limits who
+// may reach it).
+void metrics_get(struct ctx *c);
+
+// Count one answered request by route and status in the counters shared by
+// every handler process of this host ([http] metrics_file).
+void metrics_count(const struct genq_config *cfg, enum route_id route, int status);
+
+// Prometheus label value escaping (backslash, double quote, newline) of s
+// into out; false when it does not fit.
+bool metrics_escape(const char *s, char *out, size_t cap);
+
 /* ---- dispatch.c ---- */
 
 // Answer one request completely (reads r, writes r).
 void dispatch(struct app *app, struct req *r);
+
+/* ==== admission limits and idempotency (ratelimit.c, quota.c, idempotency.c) ==== */
+
+/* ---- ratelimit.c: the per-user submit token bucket (SPEC §3) ---- */
+
+// A rate_take refusal (positive, so a transaction rolls back and passes it on).
+#define RATE_REFUSED 20
+
+// A user's bucket as the RateLimit-* headers and /v1/me show it.
+struct rate_state {
+	bool limited;          // false: the tier has no submit limit (rate_per_min 0)
+	int limit;             // bucket size: the tier's rate_burst
+	int remaining;         // whole tokens left
+	int reset_s;           // seconds until the bucket is full again
+	int retry_after_s;     // after RATE_REFUSED: seconds until one token
+};
+
+// Take one submit token of user_id. Call inside a transaction that holds the
+// user's row lock (users ... FOR UPDATE). DB_OK (taken, or no limit),
+// RATE_REFUSED (nothing written), or a negative db status; rs is filled.
+int rate_take(struct db *db, uint64_t user_id, struct rate_state *rs);
+// The bucket without taking anything (any context). DB_OK or negative.
+int rate_peek(struct db *db, uint64_t user_id, struct rate_state *rs);
+// The bucket's arithmetic (GCRA), no database: a tier of rate_per_min
+// (<= 0: no limit) and burst, a bucket whose theoretical arrival time is tat
+// (microseconds; 0 or past: full), at time now. With take, one token is
+// taken when there is one. Returns 0 (taken, or peeked) or RATE_REFUSED;
+// rs describes the bucket afterwards and *next_tat is its new tat.
+int rate_gcra(int64_t rate_per_min, int64_t burst, int64_t tat, int64_t now, bool take,
+    struct rate_state *rs, int64_t *next_tat);
+// RateLimit-Limit, -Remaining and -Reset (nothing when not limited).
+void rate_headers(struct resp *resp, const struct rate_state *rs);
+// {limit, remaining, reset}, or NULL when not limited. The caller owns it.
+struct json_object *rate_json(const struct rate_state *rs);
+
+/* ---- quota.c: monthly per-queue job quotas (SPEC §5) ---- */
+
+// A quota_check refusal (positive).
+#define QUOTA_EXCEEDED 21
+
+struct quota_state {
+	bool limited;          // false: no quota for this queue
+	int64_t limit, used;   // used stops counting at limit
+};
+
+// Whether user_id may add a job to queue this month: DB_OK, QUOTA_EXCEEDED,
+// or a negative db status. Exact under concurrency inside a transaction
+// that holds the user's row lock.
+int quota_check(struct db *db, uint64_t user_id, const char *queue, struct quota_state *qs);
+// Every queue's {used, limit} this month as an object keyed by queue name
+// (limit null: no quota). DB_OK with *out (the caller owns it) or negative.
+int quota_usage(struct db *db, uint64_t user_id, struct json_object **out);
+// When the current quota month ends (RFC 3339, UTC).
+void quota_period_end(char out[32]);
+
+/* ---- idempotency.c: the Idempotency-Key of POST /v1/jobs (SPEC §2) ---- */
+
+#define IDEM_KEY_MAX 255
+
+// idem_claim's answers (positive) besides negative db statuses.
+enum idem_result {
+	IDEM_CLAIMED = 0,      // this request owns the key: go on and admit
+	IDEM_REPLAY = 30,      // answered before: im->status, im->body, im->job_id
+	IDEM_REUSED,           // same key, different body: 422
+	IDEM_IN_PROGRESS,      // the first request is still in flight: 409
+	IDEM_LOST,             // idem_finish: the claim was taken over: 409
+};
+
+// One request's key. body is owned (idem_free).
+struct idem {
+	uint64_t user_id;
+	char key[IDEM_KEY_MAX + 1];
+	char hash[GQ_SHA256_HEX_LEN];   // of the request body
+	char owner[GQ_UUID_LEN];        // the id of the job this request creates
+	int status;                     // IDEM_REPLAY: the stored answer
+	char job_id[GQ_UUID_LEN];
+	char *body;
+	size_t body_len;
+};
+
+// Check an Idempotency-Key header value (may be NULL): 1 and out set when it
+// is 1..255 printable ASCII characters, 0 when absent, -1 when malformed.
+int idem_parse_key(const char *header, char out[IDEM_KEY_MAX + 1]);
+// Prepare im for key and the request body (hash, a new owner id). 0 or -1.
+int idem_init(struct idem *im, uint64_t user_id, const char *key, const char *body, size_t len);
+void idem_free(struct idem *im);
+// Claim the key in a transaction of its own: an enum idem_result or negative.
+int idem_claim(struct db *db, struct idem *im);
+// Inside the admission transaction: store the answer. DB_OK, IDEM_LOST or negative.
+int idem_finish(struct db *db, struct idem *im, int status, const char *body, size_t len);
+// Inside any transaction: drop this request's own in-flight claim.
+int idem_release(struct db *db, const struct idem *im);
+// The answer for IDEM_REPLAY, IDEM_REUSED, IDEM_IN_PROGRESS, IDEM_LOST or a db error.
+void idem_answer(struct ctx *c, const struct idem *im, int result);
+
+/* ==== end of admission limits ==== */
 
 #endif

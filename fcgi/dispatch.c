@@ -27,6 +27,15 @@ static const struct {
 	{ ROUTE_JOB_CANCEL, "POST", jobs_cancel, true },
 	{ ROUTE_PUBLIC_JOB, "GET", public_job, false },
 	{ ROUTE_PUBLIC_OUTPUT, "GET", public_output, false },
+	/* No key: Prometheus scrapers rarely have one; nginx restricts it. */
+	{ ROUTE_METRICS, "GET", metrics_get, false },
+	{ ROUTE_ADMIN_APPROVE, "POST", admin_approve, true },
+	{ ROUTE_ADMIN_REJECT, "POST", admin_reject, true },
+	{ ROUTE_ADMIN_PAUSE, "POST", admin_pause, true },
+	{ ROUTE_ADMIN_RESUME, "POST", admin_resume, true },
+	{ ROUTE_ADMIN_DRAIN, "POST", admin_drain, true },
+	{ ROUTE_ADMIN_UNDRAIN, "POST", admin_undrain, true },
+	{ ROUTE_ADMIN_CREDITS, "POST", admin_credits, true },
 };
 
 static void
@@ -81,12 +90,13 @@ dispatch(struct app *app, struct req *r)
 		handle(&c, path);
 	}
 	if (resp_send(&rs, r, head) < 0)
-		log_info("client_gone", "method=%s path=%s", c.method, path);
+		log_info("client_gone", "method=%s path=%s", log_v(c.method), log_v(path));
+	metrics_count(app->cfg, c.route.id, rs.failed ? 500 : rs.status);
 	if (rs.status >= 500 || rs.failed)
-		log_warn("request", "method=%s path=%s status=%d us=%lld", c.method, path,
+		log_warn("request", "method=%s path=%s status=%d us=%lld", log_v(c.method), log_v(path),
 		    rs.failed ? 500 : rs.status, (long long)(gq_mono_us() - t0));
 	else
-		log_debug("request", "method=%s path=%s status=%d us=%lld user=%s", c.method,
-		    path, rs.status, (long long)(gq_mono_us() - t0), c.caller.name);
+		log_debug("request", "method=%s path=%s status=%d us=%lld user=%s", log_v(c.method),
+		    log_v(path), rs.status, (long long)(gq_mono_us() - t0), c.caller.name);
 	resp_free(&rs);
 }

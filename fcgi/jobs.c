@@ -34,6 +34,7 @@ static const char SQL_CANCEL_RUNNING[] =
     "UPDATE jobs SET cancel_requested = 1 WHERE seq = ? AND status = 'running'";
 
 #define NOT_FOUND 1   /* a positive result of the readers below */
+#define DELETED 2     /* an output that retention removed: 404 saying so */
 
 /* The user whose jobs the caller may see; 0 = all (admin). */
 static uint64_t
@@ -129,7 +130,7 @@ read_output(struct db *db, void *arg)
 	if (owner != 0 && (uint64_t)db_i64(st, 0) != owner)
 		return NOT_FOUND;
 	if (!db_is_null(st, 5))
-		return NOT_FOUND;       /* removed by retention */
+		return DELETED;         /* removed by retention */
 	kind = db_text(st, 1, NULL);
 	if (kind != NULL && strcmp(kind, "text") == 0) {
 		text = db_text(st, 4, &len);
@@ -160,6 +161,9 @@ jobs_output(struct ctx *c)
 	rc = app_read(c->app, read_output, c);
 	if (rc == NOT_FOUND)
 		resp_problem(c->resp, P_NOT_FOUND, "No such output.", NULL);
+	else if (rc == DELETED)
+		resp_problem(c->resp, P_NOT_FOUND,
+		    "This output was deleted after the retention period.", NULL);
 	else if (rc != DB_OK)
 		resp_db_error(c->resp, c->app->db, "output", rc);
 }

@@ -14,6 +14,8 @@
 #include <strings.h>
 
 #include "app.h"
+#include "db.h"
+#include "deps.h"
 #include "jobspec.h"
 #include "jsonutil.h"
 #include "secure.h"
@@ -128,7 +130,8 @@ check_queue(struct job_spec *s, struct json_object *errors)
 		return;
 	}
 	n = (size_t)json_object_get_string_len(v);
-	if (n == 0 || n > SPEC_QUEUE_MAX) {
+	/* A \u0000 would cut the name the database later sees. */
+	if (n == 0 || n > SPEC_QUEUE_MAX || strlen(json_object_get_string(v)) != n) {
 		problem_error_add(errors, "queue", "must be 1 to 32 characters");
 		return;
 	}
@@ -245,11 +248,14 @@ check_webhook(struct job_spec *s, struct json_object *errors)
 	}
 }
 
+/* after: up to 16 distinct job ids. Whether each is the caller's own job is
+ * submit.c's question (it needs the database). */
 static void
 check_after(struct job_spec *s, struct json_object *errors)
 {
 	bool present;
 	struct json_object *v = member(s->root, "after", &present);
+	char field[32];
 	size_t n;
 
 	if (!present)
@@ -260,18 +266,72 @@ check_after(struct job_spec *s, struct json_object *errors)
 	}
 	n = json_object_array_length(v);
 	if (n > SPEC_AFTER_MAX) {
-		problem_error_add(errors, "after", "must list at most 100 job ids");
+		problem_error_add(errors, "after", "must list at most 16 job ids");
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *e = json_object_array_get_idx(v, i);
+		const char *id;
+
+		snprintf(field, sizeof field, "after[%zu]", i);
 		if (e == NULL || !json_object_is_type(e, json_type_string) ||
-		    !gq_is_uuid(json_object_get_string(e))) {
-			problem_error_add(errors, "after", "must be a list of job ids");
+		    !gq_is_uuid(id = json_object_get_string(e))) {
+			problem_error_add(errors, field, "must be a job id");
 			return;
 		}
+		for (size_t k = 0; k < i; k++) {
+			if (strcmp(s->after[k], id) == 0) {
+				problem_error_add(errors, field, "repeats an earlier job id");
+				return;
+			}
+		}
+		s->after[i] = id;
 	}
 	s->nafter = n;
+}
+
+struct ref_check {
+	struct json_object *errors;
+	size_t nafter;
+	size_t refs;
+};
+
+static int
+check_ref(struct json_object *str, int rc, unsigned parent, unsigned output, void *arg)
+{
+	struct ref_check *chk = arg;
+	char msg[160];
+
+	(void)output;
+	(void)str;
+	if (rc < 0) {
+		problem_error_add(chk->errors, "input",
+		    "a string starting with \"" DEPS_REF_PREFIX "\" must be a parent output "
+		    "reference \"" DEPS_REF_PREFIX "<i>/outputs/<n>\"");
+		return 1;
+	}
+	if (parent >= chk->nafter) {
+		snprintf(msg, sizeof msg, "refers to after[%u], but after lists %zu job%s",
+		    parent, chk->nafter, chk->nafter == 1 ? "" : "s");
+		problem_error_add(chk->errors, "input", msg);
+		return 1;
+	}
+	if (++chk->refs > DEPS_REFS_MAX) {
+		problem_error_add(chk->errors, "input",
+		    "may hold at most 64 parent output references");
+		return 1;
+	}
+	return 0;
+}
+
+/* Parent output references in input: well formed, within after. */
+static void
+check_refs(struct job_spec *s, struct json_object *errors)
+{
+	struct ref_check rc = { errors, s->nafter, 0 };
+
+	if (s->input != NULL)
+		deps_refs_walk(s->input, check_ref, &rc);
 }
 
 enum spec_result
@@ -316,10 +376,30 @@ spec_parse(struct job_spec *s, const char *body, size_t len,
 	check_metadata(s, errors);
 	check_webhook(s, errors);
 	check_after(s, errors);
+	check_refs(s, errors);
 	check_limit(s->root, "max_attempts", &s->max_attempts, errors);
 	check_limit(s->root, "timeout_s", &s->timeout_s, errors);
 	check_limit(s->root, "ttl_s", &s->ttl_s, errors);
 	return json_object_array_length(errors) > before ? SPEC_INVALID : SPEC_OK;
+}
+
+int
+spec_after_lookup(struct db *db, uint64_t user_id, const struct job_spec *s,
+    struct deps_parents *parents, struct json_object *errors)
+{
+	char field[32];
+	int rc;
+
+	if ((rc = deps_lookup(db, user_id, s->after, s->nafter, parents)) != DB_OK)
+		return rc;
+	for (size_t i = 0; i < s->nafter; i++) {
+		if (!(parents->unknown & (1u << i)))
+			continue;
+		/* Another user's job reads exactly like one that does not exist. */
+		snprintf(field, sizeof field, "after[%zu]", i);
+		problem_error_add(errors, field, "no such job");
+	}
+	return DB_OK;
 }
 
 void

@@ -1,6 +1,7 @@
 /* jobspec: a submit body (POST /v1/jobs) parsed and checked on its own,
  * before any database work. Checks that need the queue's row (limits that
- * may only tighten the queue's) are submit.c's. */
+ * may only tighten the queue's) are submit.c's; spec_after_lookup checks
+ * `after` against the database inside the admission transaction. */
 #ifndef GENQ_FCGI_JOBSPEC_H
 #define GENQ_FCGI_JOBSPEC_H
 
@@ -11,7 +12,7 @@
 #define SPEC_QUEUE_MAX 32              // queues.name
 #define SPEC_METADATA_MAX 4096         // serialized metadata object
 #define SPEC_WEBHOOK_MAX 2048          // jobs.webhook_url
-#define SPEC_AFTER_MAX 100             // ids in after
+#define SPEC_AFTER_MAX 16              // ids in after (DEPS_MAX)
 #define SPEC_INT_MAX 2147483647        // INT columns
 
 // Webhook events, as a bit set.
@@ -35,7 +36,8 @@ struct job_spec {
 	int64_t max_attempts;        // 0: the queue's
 	int64_t timeout_s;           // 0: the queue's
 	int64_t ttl_s;               // 0: the queue's
-	size_t nafter;               // ids in after (all valid UUIDs)
+	size_t nafter;               // ids in after (valid UUIDs, no repeats)
+	const char *after[SPEC_AFTER_MAX];
 };
 
 enum spec_result {
@@ -51,6 +53,16 @@ enum spec_result spec_parse(struct job_spec *s, const char *body, size_t len,
     struct json_object *errors, const char **why);
 
 void spec_free(struct job_spec *s);
+
+struct db;
+struct deps_parents;
+
+// The one check of a spec that needs the database, run inside the
+// admission transaction: every id in s->after must be one of user_id's
+// jobs. Found parents go to parents (lib/deps.h); each id that is not
+// adds {after[i], "no such job"} to errors. DB_OK or a negative db status.
+int spec_after_lookup(struct db *db, uint64_t user_id, const struct job_spec *s,
+    struct deps_parents *parents, struct json_object *errors);
 
 // events as the comma list stored in jobs.webhook_events.
 void spec_events_text(unsigned events, char out[64]);

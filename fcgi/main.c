@@ -146,7 +146,7 @@ main(int argc, char **argv)
 	if (log_arg != NULL && redirect_log(log_arg) < 0)
 		return 1;
 	if (config_load(&cfg, config_path(config_arg), err, sizeof err) < 0) {
-		log_error("config_failed", "error=\"%s\"", err);
+		log_error("config_failed", "error=\"%s\"", log_q(err));
 		config_free(&cfg);
 		return 1;
 	}

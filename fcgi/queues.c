@@ -17,8 +17,8 @@ static const char SQL_QUEUES[] =
 static const char SQL_ACTIVE[] =
     "SELECT queue, status, COUNT(*) FROM jobs "
     "WHERE status IN ('held', 'waiting', 'queued', 'running') GROUP BY queue, status";
-/* No index leads with finished_at: this reads the finished jobs' rows by
- * status. Bounded by FINISHED_MAX. */
+/* A range of jobs_finished (status, finished_at) per terminal status;
+ * bounded all the same. */
 static const char SQL_FINISHED[] =
     "SELECT queue, status, TIMESTAMPDIFF(MICROSECOND, created_at, started_at), "
     "TIMESTAMPDIFF(MICROSECOND, started_at, finished_at) FROM jobs "

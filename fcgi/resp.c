@@ -190,7 +190,7 @@ void
 resp_db_error(struct resp *rs, struct db *db, const char *what, int rc)
 {
 	log_error("db_failed", "what=%s status=%d error=\"%s\"", what, rc,
-	    db ? db_error(db) : "not connected");
+	    log_q(db ? db_error(db) : "not connected"));
 	resp_header(rs, "Retry-After", "1");
 	resp_problem(rs, P_UNAVAILABLE, "The database is not available; try again shortly.", NULL);
 }

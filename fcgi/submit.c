@@ -1,8 +1,11 @@
 /* submit: POST /v1/jobs. The body is checked first (jobspec.c), then one
  * transaction does the admission of SPEC §3 and the insert: lock the
  * user's row, queue exists and runs, user's active jobs below the tier's
- * max_active, queue depth below max_queued, hold the job's maximum price,
- * insert the job and its first event. Any refusal rolls everything back. */
+ * max_active, submit rate (token bucket, ratelimit.c), monthly quota
+ * (quota.c), queue depth below max_queued, hold the job's maximum price,
+ * insert the job and its first event (and, with an Idempotency-Key, the
+ * stored answer: idempotency.c). Any refusal rolls everything back; only
+ * the rate-limit bookkeeping is then written again (admit_bookkeeping). */
 #include "autoconf.h"
 
 #include <errno.h>
@@ -13,6 +16,8 @@
 #include "app.h"
 #include "config.h"
 #include "db.h"
+#include "deps.h"
+#include "fairshare.h"
 #include "jobevent.h"
 #include "jobjson.h"
 #include "jobspec.h"
@@ -37,8 +42,8 @@ static const char SQL_QUEUE_DEPTH[] =
 static const char SQL_INSERT_JOB[] =
     "INSERT INTO jobs (id, user_id, queue, status, priority, input, metadata, "
     "webhook_url, webhook_events, max_attempts, timeout_s, ttl_s, cost_held, "
-    "regenerated_from, created_at, not_before) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))";
+    "regenerated_from, turn, created_at, not_before) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))";
 static const char SQL_JOB_SEQ[] =
     "SELECT seq FROM jobs WHERE id = ? AND user_id = ?";
 
@@ -76,10 +81,22 @@ struct submit {
 	struct json_object *errors;
 	struct queue_row q;
 	const char *status;
+	struct deps_parents deps;     /* the jobs in spec->after (lib/deps.h) */
 	int64_t max_attempts, timeout_s, ttl_s, hold;
 	int priority;
+	int64_t turn;             /* fair share (lib/fairshare.h) */
 	uint64_t seq;
 	int runs;                 /* times submit_txn has started */
+	/* Admission limits (admit_limits; reset on each run). */
+	struct rate_state rate;
+	bool rate_known;          /* rate describes the bucket after this run */
+	bool token_taken;         /* this run took a submit token */
+	struct quota_state quota;
+	/* Idempotency-Key: the claim, and the 201 body stored with the job. */
+	struct idem *idem;        /* or NULL; the caller's */
+	const char *base_url;
+	char *answer;             /* owned */
+	size_t answer_len;
 };
 
 static int
@@ -178,6 +195,7 @@ insert_job(struct db *db, struct submit *s)
 	db_bind_i64(st, 11, s->ttl_s);
 	db_bind_i64(st, 12, s->hold);
 	db_bind_str(st, 13, s->regenerated_from);
+	db_bind_i64(st, 14, s->turn);
 	rc = db_exec(st);
 	if (rc == DB_DUP) {
 		rc = find_inserted(db, s);
@@ -187,6 +205,56 @@ insert_job(struct db *db, struct submit *s)
 		return rc;
 	s->seq = db_insert_id(st);
 	return DB_OK;
+}
+
+/* §3's limits after max_active, in its order: the submit rate, then the
+ * monthly quota. The token is taken here, inside the admission transaction
+ * and under the user's row lock, rather than in a transaction of its own
+ * before it: so a submit refused for max_active (or a paused queue, or a
+ * bad field) spends no token and gets the refusal §3 puts first, and
+ * concurrent submits of one user never share a token. A refusal after this
+ * point rolls the token back with everything else; admit() then takes it
+ * again in a short transaction of its own (admit_bookkeeping), because a
+ * refused submit still counts against the rate. */
+static int
+admit_limits(struct db *db, struct submit *s)
+{
+	int rc = rate_take(db, s->caller->user_id, &s->rate);
+
+	if (rc == DB_OK || rc == RATE_REFUSED)
+		s->rate_known = true;
+	if (rc != DB_OK)
+		return rc;
+	s->token_taken = s->rate.limited;
+	return quota_check(db, s->caller->user_id, s->spec->queue, &s->quota);
+}
+
+/* With an Idempotency-Key, the 201 body is rendered here, inside the
+ * transaction, and stored with the job: a replay gets these very bytes, and
+ * there is never a job without its stored answer or the other way round. */
+static int
+admit_idem_finish(struct db *db, struct submit *s)
+{
+	struct json_object *job = NULL;
+	const char *text;
+	size_t len;
+	int rc;
+
+	if (s->idem == NULL)
+		return DB_OK;
+	free(s->answer);
+	s->answer = NULL;
+	if ((rc = jobjson_load(db, s->base_url, s->id, 0, &job)) != DB_OK)
+		return rc < 0 ? rc : DB_ERR;
+	text = gq_json_text(job, &len);
+	if (text == NULL || (s->answer = malloc(len + 1)) == NULL) {
+		json_object_put(job);
+		return DB_NOMEM;
+	}
+	memcpy(s->answer, text, len + 1);
+	s->answer_len = len;
+	json_object_put(job);
+	return idem_finish(db, s->idem, 201, s->answer, s->answer_len);
 }
 
 static int
@@ -204,6 +272,7 @@ submit_txn(struct db *db, void *arg)
 	json_object_put(s->errors);
 	if ((s->errors = json_object_new_array()) == NULL)
 		return DB_NOMEM;
+	s->rate_known = s->token_taken = false;
 	if (s->runs++ > 0 && (rc = find_inserted(db, s)) != DB_OK)
 		return rc;
 
@@ -218,6 +287,8 @@ submit_txn(struct db *db, void *arg)
 	s->max_attempts = tighten(s, "max_attempts", sp->max_attempts, s->q.max_attempts);
 	s->timeout_s = tighten(s, "timeout_s", sp->timeout_s, s->q.timeout_s);
 	s->ttl_s = tighten(s, "ttl_s", sp->ttl_s, s->q.ttl_s);
+	if ((rc = spec_after_lookup(db, s->caller->user_id, sp, &s->deps, s->errors)) != DB_OK)
+		return rc;
 	if (json_object_array_length(s->errors) > 0)
 		return REFUSE_LIMITS;
 	if (s->q.paused)
@@ -231,8 +302,8 @@ submit_txn(struct db *db, void *arg)
 	if (n >= s->caller->max_active)
 		return REFUSE_ACTIVE;
 
-	/* §3: the submit rate (token bucket) and the monthly quota are
-	 * checked here, in this order, when they exist. */
+	if ((rc = admit_limits(db, s)) != DB_OK)
+		return rc;
 
 	if ((st = db_prepare(db, SQL_QUEUE_DEPTH)) == NULL)
 		return db_last_status(db);
@@ -249,8 +320,13 @@ submit_txn(struct db *db, void *arg)
 
 	/* A tier's priority is the best a job gets; a request may lower it. */
 	s->priority = sp->priority > s->caller->tier_priority ? sp->priority : s->caller->tier_priority;
-	s->status = s->q.requires_approval ? "held" : "queued";
+	s->status = s->q.requires_approval ? "held" : deps_initial_status(&s->deps);
+	if ((rc = fairshare_next_turn(db, s->caller->user_id, sp->queue, s->priority,
+	    &s->turn)) != DB_OK)
+		return rc;
 	if ((rc = insert_job(db, s)) != DB_OK)
+		return rc;
+	if ((rc = deps_link(db, s->seq, &s->deps)) != DB_OK)
 		return rc;
 	if (s->hold > 0) {
 		rc = ledger_apply(db, s->caller->user_id, s->seq, "hold", -s->hold, s->actor, NULL);
@@ -259,7 +335,10 @@ submit_txn(struct db *db, void *arg)
 		if (rc != DB_OK)
 			return rc;
 	}
-	return job_event_add(db, s->seq, NULL, s->status, s->actor, "submitted", 0, 0);
+	if ((rc = job_event_add(db, s->seq, NULL, s->status, s->actor, "submitted", 0, 0)) != DB_OK)
+		return rc;
+	/* Last, so that the stored answer shows the whole job. */
+	return admit_idem_finish(db, s);
 }
 
 struct render {
@@ -281,10 +360,15 @@ static void
 answer_created(struct ctx *c, struct submit *s)
 {
 	struct render r = { c->app->cfg->base_url, s->id, NULL };
-	int rc = app_read(c->app, render_job, &r);
+	int rc;
 
 	resp_header(c->resp, "Location", "/v1/jobs/%s", s->id);
-	if (rc == DB_OK) {
+	if (s->answer != NULL) {
+		/* Exactly what a replay of its Idempotency-Key will send. */
+		resp_raw(c->resp, 201, "application/json", s->answer, s->answer_len);
+		return;
+	}
+	if ((rc = app_read(c->app, render_job, &r)) == DB_OK) {
 		resp_json(c->resp, 201, r.job);
 		json_object_put(r.job);
 		return;
@@ -300,6 +384,36 @@ answer_created(struct ctx *c, struct submit *s)
 	json_object_object_add(r.job, "status", json_object_new_string(s->status));
 	resp_json(c->resp, 201, r.job);
 	json_object_put(r.job);
+}
+
+/* The refusals of the rate limit, the quota and a lost idempotency claim;
+ * false for any other rc. */
+static bool
+answer_limit_refusal(struct ctx *c, struct submit *s, int rc)
+{
+	char detail[192], renews[32];
+
+	switch (rc) {
+	case RATE_REFUSED:
+		snprintf(detail, sizeof detail,
+		    "Your tier allows bursts of %d submits; the next one is possible in %d s.",
+		    s->rate.limit, s->rate.retry_after_s);
+		resp_header(c->resp, "Retry-After", "%d", s->rate.retry_after_s);
+		resp_problem(c->resp, P_RATE_LIMITED, detail, NULL);
+		return true;
+	case QUOTA_EXCEEDED:
+		quota_period_end(renews);
+		snprintf(detail, sizeof detail,
+		    "Your tier allows %lld jobs a month in queue '%s'; the quota renews at %s.",
+		    (long long)s->quota.limit, s->spec->queue, renews);
+		resp_problem(c->resp, P_QUOTA_EXCEEDED, detail, NULL);
+		return true;
+	case IDEM_LOST:
+		idem_answer(c, s->idem, IDEM_LOST);
+		return true;
+	default:
+		return false;
+	}
 }
 
 static void
@@ -341,6 +455,8 @@ answer_refusal(struct ctx *c, struct submit *s, int rc)
 		break;
 	}
 	default:
+		if (answer_limit_refusal(c, s, rc))
+			break;
 		resp_db_error(c->resp, c->app->db, "submit", rc < 0 ? rc : DB_ERR);
 		break;
 	}
@@ -385,10 +501,68 @@ too_large: {
 	}
 }
 
+/* After a refused admission, in a short transaction of its own: the
+ * submit token that the rollback gave back is taken again (a refused submit
+ * counts against the rate too; when a concurrent submit got it first, the
+ * bucket is simply empty), and the request's own Idempotency-Key claim is
+ * dropped so the key can be used again. Nothing else is left behind. */
+static int
+bookkeeping_txn(struct db *db, void *arg)
+{
+	struct submit *s = arg;
+	struct db_stmt *st;
+	int64_t n;
+	int rc;
+
+	if (s->token_taken) {
+		/* Every writer of the bucket holds the user's row lock. */
+		if ((st = db_prepare(db, SQL_LOCK_USER)) == NULL)
+			return db_last_status(db);
+		db_bind_i64(st, 0, (int64_t)s->caller->user_id);
+		if ((rc = count_one(st, &n)) != DB_OK)
+			return rc;
+		rc = rate_take(db, s->caller->user_id, &s->rate);
+		if (rc != DB_OK && rc != RATE_REFUSED)
+			return rc;
+	}
+	return s->idem != NULL ? idem_release(db, s->idem) : DB_OK;
+}
+
+static void
+admit_bookkeeping(struct db *db, struct submit *s)
+{
+	int rc;
+
+	if (!s->token_taken && s->idem == NULL)
+		return;
+	if ((rc = db_txn(db, bookkeeping_txn, s)) != DB_OK)
+		log_warn("submit_bookkeeping_failed", "user=%s status=%d", s->caller->name, rc);
+}
+
+static int
+peek_rate(struct db *db, void *arg)
+{
+	struct submit *s = arg;
+
+	return rate_peek(db, s->caller->user_id, &s->rate);
+}
+
+/* RateLimit-* on every submit answer: the state the admission saw, or,
+ * when it stopped before the rate step, the bucket as it is. */
+static void
+admit_rate_headers(struct ctx *c, struct submit *s)
+{
+	if (!s->rate_known && app_read(c->app, peek_rate, s) != DB_OK)
+		return;
+	rate_headers(c->resp, &s->rate);
+}
+
 /* The admission of SPEC §3 for a checked spec, then the answer: 201 with
- * the job, or the refusal. POST /v1/jobs and .../regenerate both end here. */
-void
-submit_admit(struct ctx *c, const struct job_spec *spec, const char *regenerated_from)
+ * the job, or the refusal. idem: the request's claimed Idempotency-Key, or
+ * NULL; with one, the job gets the id the claim named. */
+static void
+admit(struct ctx *c, const struct job_spec *spec, const char *regenerated_from,
+    struct idem *idem)
 {
 	struct submit s;
 	struct db *db;
@@ -398,7 +572,13 @@ submit_admit(struct ctx *c, const struct job_spec *spec, const char *regenerated
 	s.regenerated_from = regenerated_from;
 	s.spec = spec;
 	s.caller = &c->caller;
-	if (gq_uuid4(s.id) < 0 || (s.input = gq_json_text(spec->input, &s.input_len)) == NULL) {
+	s.idem = idem;
+	s.base_url = c->app->cfg->base_url;
+	if (idem != NULL)
+		memcpy(s.id, idem->owner, sizeof s.id);
+	else if (gq_uuid4(s.id) < 0)
+		s.id[0] = '\0';
+	if (s.id[0] == '\0' || (s.input = gq_json_text(spec->input, &s.input_len)) == NULL) {
 		c->resp->failed = true;
 		goto out;
 	}
@@ -411,19 +591,83 @@ submit_admit(struct ctx *c, const struct job_spec *spec, const char *regenerated
 	}
 	rc = db_txn(db, submit_txn, &s);
 	if (rc != DB_OK && rc != ALREADY_INSERTED) {
+		admit_bookkeeping(db, &s);
 		answer_refusal(c, &s, rc);
+		admit_rate_headers(c, &s);
 		if (rc > 0)
 			log_debug("submit_refused", "user=%s queue=%s reason=%d",
-			    c->caller.name, spec->queue, rc);
+			    c->caller.name, log_v(spec->queue), rc);
 		goto out;
 	}
 	log_debug("job_submitted", "job=%s user=%s queue=%s status=%s priority=%d",
-	    s.id, c->caller.name, spec->queue, s.status ? s.status : "?", s.priority);
+	    s.id, c->caller.name, log_v(spec->queue), s.status ? s.status : "?", s.priority);
 	if (s.status != NULL && strcmp(s.status, "queued") == 0 && c->app->cfg->wake_socket[0])
 		wake_send(c->app->cfg->wake_socket);
 	answer_created(c, &s);
+	admit_rate_headers(c, &s);
 out:
 	json_object_put(s.errors);
+	free(s.answer);
+}
+
+void
+submit_admit(struct ctx *c, const struct job_spec *spec, const char *regenerated_from)
+{
+	admit(c, spec, regenerated_from, NULL);
+}
+
+/* The RateLimit-* headers for a submit answered without an admission. */
+static void
+submit_peek_headers(struct ctx *c)
+{
+	struct submit s;
+
+	memset(&s, 0, sizeof s);
+	s.caller = &c->caller;
+	admit_rate_headers(c, &s);
+}
+
+/* POST /v1/jobs with a checked spec: the Idempotency-Key, when there is
+ * one, is claimed (or answered from) before the admission. */
+static void
+submit_keyed(struct ctx *c, const struct job_spec *spec, const struct buf *body)
+{
+	char key[IDEM_KEY_MAX + 1];
+	struct json_object *errors;
+	struct idem im;
+	struct db *db;
+	int rc;
+
+	switch (idem_parse_key(req_param(c->req, "HTTP_IDEMPOTENCY_KEY"), key)) {
+	case 0:
+		admit(c, spec, NULL, NULL);
+		return;
+	case 1:
+		break;
+	default:
+		if ((errors = json_object_new_array()) != NULL)
+			problem_error_add(errors, "Idempotency-Key",
+			    "must be 1 to 255 printable ASCII characters");
+		resp_problem(c->resp, P_INVALID_REQUEST, "The Idempotency-Key header is malformed.",
+		    errors);
+		submit_peek_headers(c);
+		return;
+	}
+	if (idem_init(&im, c->caller.user_id, key, body->data ? body->data : "", body->len) < 0) {
+		c->resp->failed = true;
+		return;
+	}
+	if ((db = app_db(c->app)) == NULL)
+		rc = DB_GONE;
+	else
+		rc = idem_claim(db, &im);
+	if (rc == IDEM_CLAIMED) {
+		admit(c, spec, NULL, &im);
+	} else {
+		idem_answer(c, &im, rc);
+		submit_peek_headers(c);
+	}
+	idem_free(&im);
 }
 
 void
@@ -459,19 +703,12 @@ submit_job(struct ctx *c)
 		errors = NULL;
 		goto out;
 	}
-	if (spec.nafter > 0) {
-		/* The schema has no table for dependencies yet. */
-		problem_error_add(errors, "after", "job dependencies are not supported yet");
-		resp_problem(c->resp, P_INVALID_REQUEST, "The request has invalid fields.", errors);
-		errors = NULL;
-		goto out;
-	}
-
-	/* Idempotency-Key (HTTP_IDEMPOTENCY_KEY) is looked up here, before
-	 * the transaction, when it is built. */
-
-	submit_admit(c, &spec, NULL);
+	submit_keyed(c, &spec, &body);
+	goto done;
 out:
+	/* Refused before the admission: RateLimit-* all the same. */
+	submit_peek_headers(c);
+done:
 	json_object_put(errors);
 	spec_free(&spec);
 	buf_free(&body);

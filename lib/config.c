@@ -42,9 +42,12 @@ static const struct setting settings[] = {
 	S("http", "base_url", base_url, "http://127.0.0.1:8080"),
 	L("http", "max_body_bytes", max_body_bytes, "1048576", 1024, 64L << 20),
 	S("http", "wake_socket", wake_socket, ""),
+	S("http", "metrics_file", metrics_file, ""),
 
 	S("storage", "output_dir", output_dir, "/var/lib/genq/outputs"),
 	S("storage", "accel_prefix", accel_prefix, "/_genq_outputs/"),
+	I("storage", "retention_days", retention_days, "0", 0, 36500),
+	I("storage", "retention_s", retention_s, "0", 0, 2147483647),
 
 	S("daemon", "id", daemon_id, ""),
 	I("daemon", "poll_interval_ms", poll_interval_ms, "500", 10, 60000),
@@ -53,6 +56,10 @@ static const struct setting settings[] = {
 	I("daemon", "shutdown_grace_s", shutdown_grace_s, "30", 0, 86400),
 	I("daemon", "http_timeout_s", http_timeout_s, "30", 1, 3600),
 	L("daemon", "max_output_bytes", max_output_bytes, "268435456", 1024, 1L << 40),
+
+	S("webhooks", "allow_private", webhook_allow, ""),
+	I("webhooks", "timeout_s", webhook_timeout_s, "10", 1, 60),
+	I("webhooks", "retry_hours", webhook_retry_h, "24", 0, 24 * 30),
 
 	S("log", "level", log_level, "info"),
 };
@@ -172,6 +179,14 @@ config_free(struct genq_config *cfg)
 			*field = NULL;
 		}
 	}
+}
+
+long
+config_retention_s(const struct genq_config *cfg)
+{
+	if (cfg->retention_s > 0)
+		return cfg->retention_s;
+	return (long)cfg->retention_days * 86400L;
 }
 
 const char *

@@ -20,10 +20,13 @@ struct genq_config {
 	char *base_url;          /* public base URL, used in job urls */
 	long max_body_bytes;     /* largest accepted request body */
 	char *wake_socket;       /* genqd's wake-up datagram socket, "" = none */
+	char *metrics_file;      /* HTTP counters shared by this host's handlers, "" = per process */
 
 	/* [storage] */
 	char *output_dir;        /* where genqd stores fetched outputs */
 	char *accel_prefix;      /* nginx internal location mapped onto output_dir */
+	int retention_days;      /* outputs deleted this long after the job ended; 0 = kept */
+	int retention_s;         /* the same in seconds (tests); > 0 overrides the days */
 
 	/* [daemon] */
 	char *daemon_id;         /* "" = hostname:pid */
@@ -33,6 +36,11 @@ struct genq_config {
 	int shutdown_grace_s;    /* SIGTERM: how long running jobs may finish */
 	int http_timeout_s;      /* one backend HTTP request */
 	long max_output_bytes;   /* largest output file fetched from a backend */
+
+	/* [webhooks] */
+	char *webhook_allow;     /* comma list of CIDRs non-public hosts may be in */
+	int webhook_timeout_s;   /* one delivery attempt */
+	int webhook_retry_h;     /* how long failed deliveries are retried */
 
 	/* [log] */
 	char *log_level;
@@ -46,6 +54,10 @@ int config_load(struct genq_config *cfg, const char *path, char *err, size_t err
 void config_defaults(struct genq_config *cfg);
 
 void config_free(struct genq_config *cfg);
+
+/* The retention period in seconds (retention_s, else retention_days);
+ * 0 when outputs are kept forever. */
+long config_retention_s(const struct genq_config *cfg);
 
 /* The file to read: explicit (from --config) if non-NULL, else $GENQ_CONFIG,
  * else the installed default. The returned string is not owned by the caller. */

@@ -272,7 +272,7 @@ db_prepare(struct db *db, const char *sql)
 	}
 	if (mysql_stmt_prepare(st->stmt, sql, (unsigned long)strlen(sql)) != 0) {
 		record_stmt(st);
-		log_error("db_prepare_failed", "error=\"%s\" sql=\"%.120s\"", db->err, sql);
+		log_error("db_prepare_failed", "error=\"%s\" sql=\"%.120s\"", log_q(db->err), sql);
 		goto fail;
 	}
 	mysql_stmt_attr_set(st->stmt, STMT_ATTR_UPDATE_MAX_LENGTH, &update_max);
@@ -587,7 +587,7 @@ db_txn(struct db *db, db_txn_fn fn, void *arg)
 		if (rc == DB_GONE)
 			db_reconnect(db);
 again:
-		log_debug("db_txn_retry", "attempt=%d status=%d error=\"%s\"", attempt + 1, rc, db->err);
+		log_debug("db_txn_retry", "attempt=%d status=%d error=\"%s\"", attempt + 1, rc, log_q(db->err));
 		backoff_sleep(attempt);
 	}
 	return rc;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "deps.h"
 #include "gqtime.h"
 #include "jobjson.h"
 #include "jsonutil.h"
@@ -15,23 +16,31 @@ static const char SQL_JOB[] =
     "SELECT j.seq, j.id, j.user_id, j.queue, j.status, j.priority, j.created_at, "
     "j.started_at, j.finished_at, j.progress, j.attempts, j.max_attempts, b.name, "
     "j.error_code, j.error_message, j.error_retryable, j.cost_held, j.cost_charged, "
-    "j.cost_refunded, j.metadata, j.regenerated_from "
+    "j.cost_refunded, j.metadata, j.regenerated_from, j.webhook_url, j.webhook_events "
     "FROM jobs j LEFT JOIN backends b ON b.id = j.backend_id WHERE j.id = ?";
 enum {
 	COL_SEQ, COL_ID, COL_USER, COL_QUEUE, COL_STATUS, COL_PRIORITY, COL_CREATED,
 	COL_STARTED, COL_FINISHED, COL_PROGRESS, COL_ATTEMPTS, COL_MAX_ATTEMPTS,
 	COL_BACKEND, COL_ERR_CODE, COL_ERR_MESSAGE, COL_ERR_RETRYABLE, COL_HELD,
-	COL_CHARGED, COL_REFUNDED, COL_METADATA, COL_REGENERATED,
+	COL_CHARGED, COL_REFUNDED, COL_METADATA, COL_REGENERATED, COL_WEBHOOK,
+	COL_WEBHOOK_EVENTS,
 };
+
+/* Each webhook message of the job and how its delivery went (SPEC §7). */
+static const char SQL_WEBHOOKS[] =
+    "SELECT id, event, state, attempts, last_status, last_error, created_at, finished_at "
+    "FROM webhook_outbox WHERE job_seq = ? ORDER BY id LIMIT 100";
 
 static const char SQL_OUTPUTS[] =
     "SELECT idx, kind, content_type, bytes, sha256, text, deleted_at "
     "FROM job_outputs WHERE job_seq = ? ORDER BY idx";
 
-/* Claim order within a queue (jobs_claim index: queue, status, priority, seq). */
+/* Claim order within a queue: priority, fair-share turn, seq (jobs_turn
+ * index; sql/003_fairshare.sql). */
 static const char SQL_POSITION[] =
-    "SELECT COUNT(*) FROM jobs WHERE queue = ? AND status = 'queued' "
-    "AND (priority < ? OR (priority = ? AND seq < ?))";
+    "SELECT COUNT(*) FROM jobs j JOIN (SELECT turn AS t, seq AS s FROM jobs WHERE seq = ?) me "
+    "WHERE j.queue = ? AND j.status = 'queued' AND (j.priority < ? OR (j.priority = ? "
+    "AND (j.turn < me.t OR (j.turn = me.t AND j.seq < me.s))))";
 
 /* The newest successes of a queue, one index range per priority so the cost
  * stays flat however many rows the table holds. */
@@ -163,10 +172,10 @@ add_position(struct db *db, struct json_object *o, const char *queue,
 
 	if ((st = db_prepare(db, SQL_POSITION)) == NULL)
 		return db_last_status(db);
-	db_bind_str(st, 0, queue);
-	db_bind_i64(st, 1, priority);
+	db_bind_i64(st, 0, seq);
+	db_bind_str(st, 1, queue);
 	db_bind_i64(st, 2, priority);
-	db_bind_i64(st, 3, seq);
+	db_bind_i64(st, 3, priority);
 	if ((rc = db_exec(st)) != DB_OK)
 		return rc;
 	if ((rc = db_next(st)) != 1)
@@ -304,12 +313,72 @@ progress_number(struct db_stmt *st)
 	return json_object_new_double_s(p, text);
 }
 
+static struct json_object *
+events_array(const char *list)
+{
+	struct json_object *a = json_object_new_array();
+	char buf[64], *save = NULL;
+
+	snprintf(buf, sizeof buf, "%s", list ? list : "");
+	for (char *t = strtok_r(buf, ",", &save); t != NULL && a != NULL; t = strtok_r(NULL, ",", &save))
+		json_object_array_add(a, json_object_new_string(t));
+	return a;
+}
+
+/* "webhook": null, or its URL, events and every delivery with its outcome. */
+static int
+add_webhook(struct db *db, struct json_object *o, int64_t seq, const char *url,
+    const char *events)
+{
+	struct json_object *w, *list;
+	struct db_stmt *st;
+	int rc;
+
+	if (url == NULL) {
+		json_object_object_add(o, "webhook", NULL);
+		return DB_OK;
+	}
+	if ((w = json_object_new_object()) == NULL)
+		return DB_NOMEM;
+	json_object_object_add(o, "webhook", w);
+	json_object_object_add(w, "url", json_object_new_string(url));
+	json_object_object_add(w, "events", events_array(events));
+	if ((list = json_object_new_array()) == NULL)
+		return DB_NOMEM;
+	json_object_object_add(w, "deliveries", list);
+	if ((st = db_prepare(db, SQL_WEBHOOKS)) == NULL)
+		return db_last_status(db);
+	db_bind_i64(st, 0, seq);
+	if ((rc = db_exec(st)) != DB_OK)
+		return rc;
+	while ((rc = db_next(st)) == 1) {
+		struct json_object *d = json_object_new_object();
+		char msg[32];
+
+		if (d == NULL)
+			return DB_NOMEM;
+		json_object_array_add(list, d);
+		snprintf(msg, sizeof msg, "msg_%lld", (long long)db_i64(st, 0));
+		json_object_object_add(d, "id", json_object_new_string(msg));
+		json_object_object_add(d, "event", json_object_new_string(db_text(st, 1, NULL)));
+		json_object_object_add(d, "state", json_object_new_string(db_text(st, 2, NULL)));
+		json_object_object_add(d, "attempts", json_object_new_int64(db_i64(st, 3)));
+		json_object_object_add(d, "last_status",
+		    db_is_null(st, 4) ? NULL : json_object_new_int64(db_i64(st, 4)));
+		json_object_object_add(d, "last_error", gq_json_str_or_null(db_text(st, 5, NULL)));
+		json_object_object_add(d, "created_at", time_or_null(st, 6));
+		json_object_object_add(d, "finished_at", time_or_null(st, 7));
+	}
+	return rc < 0 ? rc : DB_OK;
+}
+
 int
 jobjson_load(struct db *db, const char *base_url, const char *id,
     uint64_t owner, struct json_object **out)
 {
-	struct json_object *o = NULL, *cost, *urls;
-	char base[1024], url[1200], queue[40];
+	struct json_object *o = NULL, *cost, *urls, *after;
+	char base[1024], url[1200], queue[40], hook_events[64];
+	char *hook_url = NULL;
 	struct db_stmt *st;
 	const char *status;
 	int64_t seq, priority;
@@ -385,11 +454,26 @@ jobjson_load(struct db *db, const char *base_url, const char *id,
 	json_object_object_add(o, "metadata", metadata_object(st));
 	json_object_object_add(o, "regenerated_from",
 	    gq_json_str_or_null(db_text(st, COL_REGENERATED, NULL)));
-	/* Dependencies are not stored yet (no table for them). */
-	json_object_object_add(o, "after", json_object_new_array());
+	if ((after = json_object_new_array()) == NULL) {
+		rc = DB_NOMEM;
+		goto out;
+	}
+	json_object_object_add(o, "after", after);     /* filled below */
+
+	snprintf(hook_events, sizeof hook_events, "%s",
+	    db_is_null(st, COL_WEBHOOK_EVENTS) ? "" : db_text(st, COL_WEBHOOK_EVENTS, NULL));
+	if (!db_is_null(st, COL_WEBHOOK) &&
+	    (hook_url = strdup(db_text(st, COL_WEBHOOK, NULL))) == NULL) {
+		rc = DB_NOMEM;
+		goto out;
+	}
 
 	/* Every column of st is copied; other statements may run now. */
 	if ((rc = add_outputs(db, o, base, id, seq, has_outputs)) != DB_OK)
+		goto out;
+	if ((rc = deps_after_json(db, (uint64_t)seq, after)) != DB_OK)
+		goto out;
+	if ((rc = add_webhook(db, o, seq, hook_url, hook_events)) != DB_OK)
 		goto out;
 	if (is_queued && (rc = add_position(db, o, queue, priority, seq)) != DB_OK)
 		goto out;
@@ -397,6 +481,7 @@ jobjson_load(struct db *db, const char *base_url, const char *id,
 	o = NULL;
 	rc = DB_OK;
 out:
+	free(hook_url);
 	json_object_put(o);
 	return rc;
 }

@@ -4,8 +4,11 @@ lib_libgenq_a_CFLAGS = $(AM_CFLAGS) $(MARIADB_CFLAGS) $(JSONC_CFLAGS) $(CRYPTO_C
 lib_libgenq_a_SOURCES = \
 	lib/buf.c lib/buf.h \
 	lib/config.c lib/config.h \
+	lib/fairshare.c lib/fairshare.h \
 	lib/db.c lib/db.h \
+	lib/deps.c lib/deps.h \
 	lib/gqtime.c lib/gqtime.h \
+	lib/jobadmin.c lib/jobadmin.h \
 	lib/jobevent.c lib/jobevent.h \
 	lib/jobjson.c lib/jobjson.h \
 	lib/jsonutil.c lib/jsonutil.h \

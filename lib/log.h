@@ -1,9 +1,16 @@
 /* log: one line per event on stderr, "ts=... level=... event=... k=v ...".
- * The level is checked before any formatting happens; control characters in
- * the formatted line (from untrusted request data, say) are escaped so one
- * event is always exactly one line. */
+ * The level is checked before any formatting happens.
+ *
+ * Values from outside (request data, backend and database messages) are
+ * escaped where they are written, with log_q() inside "..." or log_v() for
+ * a bare value, so a value can never close its quotes, forge a key=value
+ * pair or split the line. As a last net, control characters and bytes that
+ * are not UTF-8 anywhere in a formatted line are written as \xHH, so one
+ * event is always exactly one line of valid UTF-8. */
 #ifndef GENQ_LOG_H
 #define GENQ_LOG_H
+
+#include <stddef.h>
 
 /* GQ_LOG_NONE writes nothing: a command-line tool reports through its own error line. */
 enum log_level { GQ_LOG_NONE = -1, GQ_LOG_ERROR, GQ_LOG_WARN, GQ_LOG_INFO, GQ_LOG_DEBUG };
@@ -25,5 +32,30 @@ void log_emit(enum log_level level, const char *event, const char *fmt, ...)
 #define log_warn(...)  do { if (log_threshold >= GQ_LOG_WARN)  log_emit(GQ_LOG_WARN,  __VA_ARGS__); } while (0)
 #define log_info(...)  do { if (log_threshold >= GQ_LOG_INFO)  log_emit(GQ_LOG_INFO,  __VA_ARGS__); } while (0)
 #define log_debug(...) do { if (log_threshold >= GQ_LOG_DEBUG) log_emit(GQ_LOG_DEBUG, __VA_ARGS__); } while (0)
+
+/* ---- escaping untrusted values ---- */
+
+/* Longest escaped value, NUL included; longer ones are cut at a character
+ * boundary and end in "...". */
+#define LOG_VALUE_MAX 512
+
+enum log_quoting {
+	LOG_QUOTED,   /* for inside "...": \" \\ \n \r \t, other controls and
+	               * bytes that are not UTF-8 as \xHH */
+	LOG_BARE,     /* a bare value: src itself when it is non-empty printable
+	               * UTF-8 without space, '"', '=' or '\\'; else quoted and
+	               * escaped as LOG_QUOTED, the quotes included */
+};
+
+/* Write src (NULL is written as "-") escaped into dst, cap bytes (at least
+ * 16), and return dst. */
+const char *log_escape(char *dst, size_t cap, const char *src, enum log_quoting how);
+
+/* The usual spellings, for arguments of log_*: "why=\"%s\"", log_q(why) and
+ * "path=%s", log_v(path). Each is a LOG_VALUE_MAX buffer (a compound
+ * literal) that lives until the end of the enclosing block, so the string
+ * must not be kept beyond the call it is passed to. */
+#define log_q(s) log_escape((char[LOG_VALUE_MAX]){ 0 }, LOG_VALUE_MAX, (s), LOG_QUOTED)
+#define log_v(s) log_escape((char[LOG_VALUE_MAX]){ 0 }, LOG_VALUE_MAX, (s), LOG_BARE)
 
 #endif

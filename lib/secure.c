@@ -135,3 +135,16 @@ gq_equal_ct(const void *a, const void *b, size_t len)
 {
 	return CRYPTO_memcmp(a, b, len) == 0;
 }
+
+int
+gq_webhook_secret_new(char out[GQ_WEBHOOK_SECRET_LEN])
+{
+	unsigned char key[24];
+
+	if (gq_random_bytes(key, sizeof key) < 0)
+		return -1;
+	memcpy(out, "whsec_", 6);
+	EVP_EncodeBlock((unsigned char *)out + 6, key, (int)sizeof key);
+	OPENSSL_cleanse(key, sizeof key);
+	return 0;
+}

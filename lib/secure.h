@@ -33,6 +33,11 @@ int gq_key_new(char key[GQ_KEY_LEN], char prefix[GQ_KEY_PREFIX_LEN + 1]);
 /* Split a presented key into its prefix; -1 if it is not shaped like a key. */
 int gq_key_prefix(const char *key, char prefix[GQ_KEY_PREFIX_LEN + 1]);
 
+/* A new webhook signing secret as Standard Webhooks writes them: "whsec_"
+ * + base64 of 24 random bytes. 0 or -1. */
+#define GQ_WEBHOOK_SECRET_LEN 39  /* 6 + 32 + NUL */
+int gq_webhook_secret_new(char out[GQ_WEBHOOK_SECRET_LEN]);
+
 /* Constant-time equality of two equal-length buffers. */
 bool gq_equal_ct(const void *a, const void *b, size_t len);
 

@@ -5,7 +5,8 @@ nginx_DATA = nginx/genq.conf
 systemdunitdir = $(prefix)/lib/systemd/system
 systemdunit_DATA = systemd/genqd.service systemd/genq-fcgi.service
 wwwdir = $(pkgdatadir)/www
-dist_www_DATA = nginx/www/job.html nginx/www/job.js nginx/www/style.css
+dist_www_DATA = nginx/www/job.html nginx/www/job.js nginx/www/style.css \
+	nginx/www/queues.html nginx/www/queues.js
 examplesdir = $(pkgdatadir)/examples
 dist_examples_DATA = examples/genq.conf examples/txt2img.json
 EXTRA_DIST += nginx/genq-site.conf.in systemd/genqd.service.in systemd/genq-fcgi.service.in

@@ -7,16 +7,38 @@ TESTS += tests/unit/test_lib
 # End-to-end: each file starts its own stack in a temporary directory.
 E2E_TESTS = \
 	tests/sim/test_comfyui_sim.py \
+	tests/sim/test_openai_sim.py \
+	tests/e2e/test_openai.py \
 	tests/e2e/test_jobs.py \
 	tests/e2e/test_api.py \
+	tests/e2e/test_admission.py \
 	tests/e2e/test_errors.py \
+	tests/e2e/test_log_escaping.py \
 	tests/e2e/test_page.py \
 	tests/e2e/test_genqctl.py \
 	tests/e2e/test_cgi.py \
-	tests/e2e/test_dispatch.py
+	tests/e2e/test_dispatch.py \
+	tests/e2e/test_progress.py \
+	tests/e2e/test_deps.py \
+	tests/e2e/test_retention.py \
+	tests/e2e/test_order.py \
+	tests/e2e/test_admin.py \
+	tests/e2e/test_metrics.py \
+	tests/e2e/test_docs.py \
+	tests/e2e/test_webhooks.py \
+	tests/e2e/test_reporting.py \
+	tests/e2e/test_crash.py \
+	tests/e2e/test_two_genqd.py \
+	tests/e2e/test_mariadb_restart.py \
+	tests/e2e/test_backend_restart.py
 TESTS += $(E2E_TESTS)
 TEST_EXTENSIONS = .py
 PY_LOG_COMPILER = python3
 AM_TESTS_ENVIRONMENT = GENQ_BUILDDIR='$(abs_top_builddir)'; export GENQ_BUILDDIR; \
 	PYTHONDONTWRITEBYTECODE=1; export PYTHONDONTWRITEBYTECODE;
 EXTRA_DIST += $(E2E_TESTS) tests/e2e/stack.py tests/e2e/harness.py tests/sim/comfyui_sim.py tests/sim/README.md tests/summary.py
+# test_docs.py runs the API document's examples.
+EXTRA_DIST += docs/api.md docs/openapi.json
+EXTRA_DIST += tests/sim/openai_sim.py
+# The crash-safety tests' shared invariant checks.
+EXTRA_DIST += tests/e2e/crashcheck.py

@@ -69,11 +69,12 @@ class Stack:
     simulators on port+1.. when port is given, else free ones."""
 
     def __init__(self, root, port=0, builddir=None, backends=2, fcgi_workers=4,
-                 sim_run_ms=300, daemon_settings=None):
+                 sim_run_ms=300, daemon_settings=None, openai_backends=0):
         self.root = os.path.abspath(root)
         self.builddir = os.path.abspath(builddir or os.environ.get(
             "GENQ_BUILDDIR", os.path.join(SRCDIR, "build")))
         self.nbackends = backends
+        self.nopenai = openai_backends   # OpenAI-compatible simulators (queue llm)
         self.fcgi_workers = fcgi_workers
         self.sim_run_ms = sim_run_ms
         self.daemon_settings = daemon_settings or {}
@@ -261,10 +262,14 @@ class Stack:
             "[database]", f"socket = {self.db_socket}", "user = genq",
             f"password = {self.state['db_password']}", "name = genq", "",
             "[http]", f"base_url = {self.url}", "max_body_bytes = 1048576",
-            f"wake_socket = {self.path('run', 'genqd.wake')}", "",
+            f"wake_socket = {self.path('run', 'genqd.wake')}",
+            f"metrics_file = {self.path('run', 'fcgi-metrics')}", "",
             "[storage]", f"output_dir = {outputs}", "accel_prefix = /_genq_outputs/", "",
             "[daemon]", "id = genqd-1",
-        ] + [f"{k} = {v}" for k, v in daemon.items()] + ["", "[log]", "level = info", ""]
+        ] + [f"{k} = {v}" for k, v in daemon.items()] + [
+            # Webhook receivers of the tests and the demo run on 127.0.0.1.
+            "", "[webhooks]", "allow_private = 127.0.0.1/32",
+            "", "[log]", "level = info", ""]
         with open(self.config_path, "w") as f:
             f.write("\n".join(lines))
 
@@ -343,6 +348,36 @@ http {{
     def sim_url(self, i):
         return f"http://127.0.0.1:{self.state['sim_ports'][i]}"
 
+    def start_openai_sim(self, i):
+        """OpenAI-compatible simulator i (tests/sim/openai_sim.py), named
+        oaiN; with a fixed port it takes the ports after the ComfyUI ones."""
+        ports = self.state.setdefault("oai_ports", [])
+        while len(ports) <= i:
+            p = self.state["port"] + 1 + self.nbackends + len(ports)
+            ports.append(p if self.state.get("fixed_port") and p < 65536 else 0)
+        name = f"oai{i + 1}"
+        logfile = os.path.join(self.logdir, name + ".log")
+        offset = os.path.getsize(logfile) if os.path.exists(logfile) else 0
+        self._spawn(name, [
+            sys.executable, "-u", os.path.join(SRCDIR, "tests", "sim", "openai_sim.py"),
+            "--port", str(ports[i]), "--name", name])
+
+        def bound():
+            with open(logfile) as f:
+                f.seek(offset)
+                for line in f:
+                    if line.startswith("listening port="):
+                        ports[i] = int(line.split("=")[1])
+                        return True
+            if not self.running(name):
+                raise StackError(f"OpenAI simulator {i + 1} exited; see {logfile}")
+            return False
+        wait_for(f"OpenAI simulator {i + 1}", bound)
+        self._save_state()
+
+    def openai_url(self, i):
+        return f"http://127.0.0.1:{self.state['oai_ports'][i]}"
+
     def start_fcgi(self):
         sock = self.path("run", "fcgi.sock")
         if os.path.exists(sock):
@@ -386,6 +421,40 @@ http {{
         argv = [self.bin("genqd"), "--config", config or self.config_path]
         self._spawn(name, argv)
 
+    def write_genqd_config(self, name, daemon_id, **settings):
+        """A configuration file for one more genqd on this stack (several
+        genqd against one database): the stack's own file with another
+        [daemon] id, its own wake socket, and `settings` overriding [daemon]
+        keys. Returns its path; start it with start_genqd(name, path)."""
+        with open(self.config_path) as f:
+            lines = f.read().split("\n")
+        out, section = [], None
+        for line in lines:
+            key = line.split("=", 1)[0].strip()
+            if line.startswith("["):
+                if section == "[daemon]":
+                    out += [f"{k} = {v}" for k, v in settings.items()]
+                section = line.strip()
+            elif section == "[daemon]" and key == "id":
+                line = f"id = {daemon_id}"
+            elif section == "[daemon]" and key in settings:
+                continue
+            elif section == "[http]" and key == "wake_socket":
+                line = f"wake_socket = {self.path('run', name + '.wake')}"
+            out.append(line)
+        path = self.path(name + ".conf")
+        with open(path, "w") as f:
+            f.write("\n".join(out))
+        return path
+
+    def restart_mariadb(self, pause=0.0, sig=signal.SIGTERM):
+        """Stop MariaDB (SIGTERM, as an operator's restart would; SIGKILL for
+        a crash), wait `pause` seconds, and start it again on the same data
+        directory."""
+        self.stop("mariadb", sig=sig, timeout=60)
+        time.sleep(pause)
+        self.start_mariadb()
+
     # ---- the whole stack ---------------------------------------------
     def up(self, seed=True):
         """Start whatever is not running; leave the rest alone."""
@@ -399,6 +468,9 @@ http {{
         for i in range(self.nbackends):
             if not self.running(f"sim{i + 1}"):
                 self.start_sim(i)
+        for i in range(self.nopenai):
+            if not self.running(f"oai{i + 1}"):
+                self.start_openai_sim(i)
         if seed:
             self.seed()
         if not self.running("nginx"):
@@ -418,6 +490,14 @@ http {{
             if name not in have.split():
                 self.genqctl("backend", "add", name, "--type", "comfyui",
                              "--url", self.sim_url(i), "--queues", "image")
+        if self.nopenai and self.scalar("SELECT COUNT(*) FROM queues WHERE name = 'llm'") == "0":
+            self.genqctl("queue", "add", "llm", "--price-per-job", "0.1",
+                         "--price-per-second", "0.01", "--timeout", "300")
+        for i in range(self.nopenai):
+            name = f"oai{i + 1}"
+            if name not in have.split():
+                self.genqctl("backend", "add", name, "--type", "openai",
+                             "--url", self.openai_url(i), "--queues", "llm")
 
     def add_user(self, name, tier="pro", credits="100", admin=False):
         """Create a user with credits; returns a new API key for it."""
@@ -428,7 +508,12 @@ http {{
         return self.genqctl(*args).stdout.strip()
 
     def down(self):
-        for name in ["genqd", "nginx", "fcgi"] + [f"sim{i + 1}" for i in range(self.nbackends)]:
+        # Every genqd this stack started, the extra ones of multi-daemon tests too.
+        daemons = sorted(f[:-4] for f in os.listdir(self.path("run"))
+                         if f.startswith("genqd") and f.endswith(".pid")) \
+            if os.path.isdir(self.path("run")) else []
+        for name in daemons + ["nginx", "fcgi"] + [f"sim{i + 1}" for i in range(self.nbackends)] + \
+                [f"oai{i + 1}" for i in range(self.nopenai)]:
             if self._read_pids(name):
                 self.stop(name)
         if self._read_pids("mariadb"):
@@ -448,7 +533,8 @@ http {{
 
     def status(self):
         names = ["mariadb", "fcgi", "nginx", "genqd"] + \
-            [f"sim{i + 1}" for i in range(self.nbackends)]
+            [f"sim{i + 1}" for i in range(self.nbackends)] + \
+            [f"oai{i + 1}" for i in range(self.nopenai)]
         return {n: self.running(n) for n in names}
 
 
@@ -482,8 +568,11 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--builddir")
     ap.add_argument("--backends", type=int, default=2)
+    ap.add_argument("--openai-backends", type=int, default=1,
+                    help="OpenAI-compatible simulators serving the llm queue")
     args = ap.parse_args()
-    stack = Stack(args.dir, port=args.port, builddir=args.builddir, backends=args.backends)
+    stack = Stack(args.dir, port=args.port, builddir=args.builddir, backends=args.backends,
+                  openai_backends=args.openai_backends)
     if args.action == "up":
         stack.up()
         print(f"GENQ_URL={stack.url}")

@@ -133,6 +133,9 @@ class ApiTest(StackTestCase):
         self.stack.genqctl("queue", "add", "gated", "--price-per-job", "2.5",
                            "--requires-approval")
         me = self.api("GET", "/v1/me", key=key).json
+        # The pro tier: bursts of 30 submits, no monthly quotas.
+        self.assertEqual(me.pop("rate_limit"), {"limit": 30, "remaining": 30, "reset": 0})
+        self.assertEqual(me.pop("quota")["queues"]["image"], {"used": 0, "limit": None})
         self.assertEqual(me, {"user": "mia", "tier": "pro", "priority": 1,
                               "credits": {"available": 10, "held": 0},
                               "active_jobs": 0, "max_active": 10})

@@ -56,6 +56,29 @@ class JobPageTest(StackTestCase):
         self.assertRegex(dom, r'<span id="status"[^>]*>failed</span>')
         self.assertIn('<code id="error-code">execution_error</code>', dom)
 
+    def test_queue_dashboard_renders_in_headless_chromium(self):
+        job = self.submit(self.key, load_workflow(text="a dashboard job"))
+        self.assertEqual(self.wait_terminal(self.key, job["id"])["status"], "succeeded")
+        self.stack.genqctl("queue", "add", "video")
+        self.stack.genqctl("queue", "pause", "video")
+        dom = self.render(f"{self.url}/queues.html#key={self.key}")
+        rows = dict(re.findall(r'<tr data-queue="([a-z]+)">(.*?)</tr>', dom))
+        self.assertEqual(sorted(rows), ["image", "video"], dom[-3000:])
+        image, video = rows["image"], rows["video"]
+        succeeded = int(re.search(r'<td class="num succeeded">(\d+)</td>', image).group(1))
+        self.assertGreaterEqual(succeeded, 1)
+        self.assertIn('<td class="num backends">2 · 0 · 2</td>', image)
+        self.assertIn('<td class="state">open</td>', image)
+        self.assertIn('<td class="state paused">paused</td>', video)
+        self.assertIn('<td class="num backends">0 · 0 · 0</td>', video)
+        # No key, or a wrong one: the page asks for one and shows no table.
+        dom = self.render(f"{self.url}/queues.html")
+        self.assertRegex(dom, r'<form id="key-form">')
+        self.assertRegex(dom, r'<table id="queues" hidden')
+        dom = self.render(f"{self.url}/queues.html#key=gq_00000000_wrong")
+        self.assertIn("did not accept", dom)
+        self.assertRegex(dom, r'<table id="queues" hidden')
+
     def public(self, job_id):
         return self.api("GET", f"/v1/public/jobs/{job_id}")
 

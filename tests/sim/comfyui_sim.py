@@ -12,7 +12,7 @@ Usage:
                  [--input-dir DIR] [--temp-dir DIR] [--name NAME] [--pidfile F]
                  [--log F] [--checkpoints a.safetensors,b.safetensors]
                  [--fail-next N] [--http-500-next N] [--hang] [--delay-ms N]
-                 [--cache-none]
+                 [--cache-none] [--ws-off] [--previews]
 Prints `listening port=N` on stdout once bound (port 0 picks a free port).
 
 Steering a single prompt (words in the positive CLIPTextEncode text):
@@ -20,8 +20,13 @@ Steering a single prompt (words in the positive CLIPTextEncode text):
   SIM_HANG    runs until interrupted
 Test-harness routes (not ComfyUI; never faulted or delayed):
   POST /sim/control {"run_ms", "fail_next", "http_500_next", "hang", "delay_ms",
-                     "cache", "forget": true, "crash": true}
-  GET  /sim/stats   counters (submissions per prompt_id, interrupts, ...)
+                     "cache", "ws_off", "ws_stall", "previews", "forget": true, "crash": true}
+                    ws_off: /ws refuses the upgrade (as behind a proxy that drops it)
+                    and open sockets are closed; ws_stall: sockets stay open but
+                    carry no events (the stall ComfyUI users report on long jobs);
+                    previews: binary preview frames while sampling
+  GET  /sim/stats   counters (submissions per prompt_id, interrupts, ...) and
+                    "uploads": every /upload/image as {name, subfolder, type, bytes, sha256}
 """
 
 import argparse
@@ -510,6 +515,14 @@ class PromptRun:
                 self.wait(0.05)
             self.sim.send("progress", {"value": i + 1, "max": steps, "prompt_id": self.prompt_id, "node": nid},
                           self.client_id)
+            # Recent ComfyUI also reports every node's state (WebUIProgressHandler).
+            self.sim.send("progress_state", {"prompt_id": self.prompt_id, "nodes": {nid: {
+                "value": i + 1, "max": steps, "state": "running", "node_id": nid, "prompt_id": self.prompt_id,
+                "display_node_id": nid, "parent_node_id": None, "real_node_id": nid}}}, self.client_id)
+            if self.sim.knobs["previews"]:
+                # A latent preview: binary frame, type 1 (PREVIEW_IMAGE), then image type 1 (JPEG).
+                self.sim.send_binary(struct.pack(">II", 1, 1) + b"\xff\xd8\xff\xe0" + bytes(60) + b"\xff\xd9",
+                                     self.client_id)
 
     def run_node(self, nid):
         node = self.prompt[nid]
@@ -607,6 +620,9 @@ class WebSocket:
     def send_json(self, obj):
         self._put(self.frame(0x1, json.dumps(obj).encode()))
 
+    def send_bytes(self, data):
+        self._put(self.frame(0x2, data))
+
     def _put(self, data):
         if not self.closed:
             self.outbox.put(data)
@@ -684,7 +700,9 @@ class Simulator:
         for d in (self.output_dir, self.input_dir, self.temp_dir):
             os.makedirs(d, exist_ok=True)
         self.knobs = {"run_ms": args.run_ms, "fail_next": args.fail_next, "http_500_next": args.http_500_next,
-                      "hang": args.hang, "delay_ms": args.delay_ms, "cache": not args.cache_none}
+                      "hang": args.hang, "delay_ms": args.delay_ms, "cache": not args.cache_none,
+                      "ws_off": args.ws_off, "ws_stall": False,
+                      "previews": args.previews}
         self.lock = threading.RLock()
         self.cond = threading.Condition(self.lock)
         self.interrupt_flag = threading.Event()
@@ -692,7 +710,9 @@ class Simulator:
         self.running, self.number, self.seq, self.generation, self.last_node_id = None, 0, 0, 0, None
         self.stats = {"submissions": {}, "rejected": 0, "interrupts": 0, "interrupts_effective": 0, "deletes": 0,
                       "deleted": 0, "prompts_run": 0, "succeeded": 0, "failed": 0, "interrupted": 0,
-                      "restarts": 0, "http_500_served": 0}
+                      "restarts": 0, "http_500_served": 0, "max_outstanding": 0,
+                      "history_requests": 0, "ws_opened": 0,
+                      "uploads": []}
         self.log_file = open(args.log, "a", buffering=1) if args.log else sys.stderr
         self.log_lock = threading.Lock()
         self.port = None
@@ -750,7 +770,11 @@ class Simulator:
             heapq.heappush(self.queue, (number, prompt_id, self.seq, [number, prompt_id, prompt, extra_data, outputs]))
             subs = self.stats["submissions"]
             subs[prompt_id] = subs.get(prompt_id, 0) + 1
+            # Prompts held at once (pending + running): what a dispatcher may not exceed.
+            outstanding = len(self.queue) + (self.running is not None)
+            self.stats["max_outstanding"] = max(self.stats["max_outstanding"], outstanding)
             self.cond.notify()
+        self.log(f"prompt {prompt_id} accepted number={number}")
         self.broadcast_status()
         return 200, {"prompt_id": prompt_id, "number": number, "node_errors": node_errors}
 
@@ -854,9 +878,20 @@ class Simulator:
     def send(self, event, data, sid=None):
         """To one client's socket, or to every socket when sid is None (as ComfyUI does)."""
         with self.lock:
+            if self.knobs["ws_stall"]:
+                return
             targets = list(self.sockets.values()) if sid is None else [self.sockets[sid]] if sid in self.sockets else []
         for ws in targets:
             ws.send_json({"type": event, "data": data})
+
+    def send_binary(self, data, sid=None):
+        """A binary frame, addressed like send()."""
+        with self.lock:
+            if self.knobs["ws_stall"]:
+                return
+            targets = list(self.sockets.values()) if sid is None else [self.sockets[sid]] if sid in self.sockets else []
+        for ws in targets:
+            ws.send_bytes(data)
 
     def broadcast_status(self):
         self.send("status", {"status": self.queue_info()})
@@ -880,10 +915,15 @@ class Simulator:
             for key in ("run_ms", "fail_next", "http_500_next", "delay_ms"):
                 if key in data:
                     self.knobs[key] = int(data[key])
-            for key in ("hang", "cache"):
+            for key in ("hang", "cache", "ws_off", "ws_stall", "previews"):
                 if key in data:
                     self.knobs[key] = bool(data[key])
             knobs = dict(self.knobs)
+            dropped = list(self.sockets.values()) if knobs["ws_off"] else []
+            if dropped:
+                self.sockets = {}
+        for ws in dropped:
+            ws.close()
         if data.get("forget"):
             self.forget()
         return knobs
@@ -1072,6 +1112,8 @@ class Handler(BaseHTTPRequestHandler):
         self.reply_json(200, self.sim.get_history(max_items=max_items, offset=offset))
 
     def r_get_history_item(self, q, body, prompt_id):
+        with self.sim.lock:
+            self.sim.stats["history_requests"] += 1
         self.reply_json(200, self.sim.get_history(prompt_id))
 
     def r_get_view(self, q, body):
@@ -1127,6 +1169,9 @@ class Handler(BaseHTTPRequestHandler):
         if not duplicate:
             with open(path, "wb") as f:
                 f.write(data)
+        with self.sim.lock:  # for tests: what arrived, under which name
+            self.sim.stats["uploads"].append({"name": filename, "subfolder": subfolder, "type": kind,
+                                              "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
         self.reply_json(200, {"name": filename, "subfolder": subfolder, "type": kind})
 
     def r_get_system_stats(self, q, body):
@@ -1152,7 +1197,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def r_get_ws(self, q, body):
         key = self.headers.get("Sec-WebSocket-Key")
-        if self.headers.get("Upgrade", "").lower() != "websocket" or not key:
+        upgrade = "" if self.sim.knobs["ws_off"] else self.headers.get("Upgrade", "")
+        if upgrade.lower() != "websocket" or not key:
             return self.reply_text(400, 'No WebSocket UPGRADE hdr: None\n Can "Upgrade" only to "WebSocket".')
         self.send_response(101)
         self.send_header("Upgrade", "websocket")
@@ -1162,6 +1208,8 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         ws = WebSocket(self.connection, self.rfile, self.wfile, q.get("clientId") or uuid.uuid4().hex)
         self.sim.log(f'{self.client_address[0]} "GET {self.path}" 101 websocket open sid={ws.sid}')
+        with self.sim.lock:
+            self.sim.stats["ws_opened"] += 1
         self.sim.attach(ws)
         ws.serve()  # client text frames are read and ignored
         self.sim.detach(ws)
@@ -1190,6 +1238,13 @@ class SimHTTPServer(ThreadingHTTPServer):
         self.sim = sim
         super().__init__(address, Handler)
 
+    def get_request(self):
+        # aiohttp (ComfyUI's server) sets TCP_NODELAY; without it a reply
+        # written as headers then body waits ~40 ms for a delayed ACK.
+        conn, addr = super().get_request()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn, addr
+
     def handle_error(self, request, client_address):
         if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
             self.sim.log(f"connection error from {client_address}:\n{traceback.format_exc()}")
@@ -1214,6 +1269,8 @@ def parse_args(argv):
     p.add_argument("--hang", action="store_true", help="prompts stall until interrupted (or hang is cleared)")
     p.add_argument("--delay-ms", type=int, default=0, help="latency added to every ComfyUI reply")
     p.add_argument("--cache-none", action="store_true", help="like ComfyUI's --cache-none: rerun every node")
+    p.add_argument("--ws-off", action="store_true", help="/ws refuses the WebSocket upgrade")
+    p.add_argument("--previews", action="store_true", help="send binary latent previews while sampling")
     return p.parse_args(argv)
 
 

@@ -319,6 +319,65 @@ class ComfyUISimTest(unittest.TestCase):
         self.assertEqual(ws.recv()[0], 0x8)
         ws.close()
 
+    def test_websocket_tenants_and_knobs(self):
+        def texts_until_pong(ws):
+            """Text messages that arrived before a ping's answer."""
+            ws.send(0x9, b"sync")
+            out = []
+            while (frame := ws.recv())[0] != 0xA:
+                if frame[0] == 0x1:
+                    out.append(json.loads(frame[1]))
+            return out
+
+        a, b = WSClient(self.sim.port, "tenant-a"), WSClient(self.sim.port, "tenant-b")
+        a.recv_json(), b.recv_json()
+        pid = self.sim.submit(workflow(seed=511, steps=2), client_id="tenant-a")[1]["prompt_id"]
+        while not ((m := a.recv_json())["type"] == "executing" and m["data"]["node"] is None):
+            pass
+        # A prompt's events go only to the socket of its client_id; status goes to all.
+        self.assertEqual({m["type"] for m in texts_until_pong(b)} - {"status"}, set())
+        # Without a client_id, ComfyUI's progress hook broadcasts: tenants see each other's.
+        anon = self.sim.submit(workflow(seed=512, steps=2))[1]["prompt_id"]
+        self.sim.history(anon)
+        seen = [m for m in texts_until_pong(b) if m["type"] == "progress"]
+        self.assertEqual({m["data"]["prompt_id"] for m in seen}, {anon})
+        # previews: binary frames, type 1 (PREVIEW_IMAGE) then the image type.
+        self.sim.json("POST", "/sim/control", {"previews": True})
+        pv = self.sim.submit(workflow(seed=514, steps=2), client_id="tenant-b")[1]["prompt_id"]
+        binary = []
+        while True:
+            op, payload = b.recv()
+            if op == 0x2:
+                binary.append(payload)
+            elif op == 0x1 and (m := json.loads(payload))["type"] == "executing" and \
+                    m["data"]["node"] is None and m["data"]["prompt_id"] == pv:
+                break
+        self.sim.json("POST", "/sim/control", {"previews": False})
+        self.assertEqual(len(binary), 2)
+        self.assertEqual(struct.unpack(">II", binary[0][:8]), (1, 1))
+        # ws_stall: the socket stays open and silent.
+        self.sim.json("POST", "/sim/control", {"ws_stall": True})
+        quiet = self.sim.submit(workflow(seed=513, steps=2), client_id="tenant-b")[1]["prompt_id"]
+        self.sim.history(quiet)
+        self.assertEqual(texts_until_pong(b), [])
+        self.sim.json("POST", "/sim/control", {"ws_stall": False})
+        # ws_off: open sockets are closed and the upgrade is refused.
+        opened = self.sim.json("GET", "/sim/stats")[1]["ws_opened"]
+        self.sim.json("POST", "/sim/control", {"ws_off": True})
+        while (frame := b.recv())[0] != 0x8:
+            pass
+        with self.assertRaises(AssertionError):
+            WSClient(self.sim.port, "tenant-c")
+        self.sim.json("POST", "/sim/control", {"ws_off": False})
+        c = WSClient(self.sim.port, "tenant-c")
+        self.assertEqual(c.recv_json()["type"], "status")
+        stats = self.sim.json("GET", "/sim/stats")[1]
+        self.assertEqual(stats["ws_opened"], opened + 1)
+        self.assertGreaterEqual(stats["history_requests"], 2)
+        for ws in (a, b, c):
+            ws.close()
+        self.assertTrue(pid)
+
     def test_failures_and_oom(self):
         entry = self.sim.history(self.sim.submit(workflow(text="SIM_FAIL", seed=601))[1]["prompt_id"])
         err = entry["status"]["messages"][-1]

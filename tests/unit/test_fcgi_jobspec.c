@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "deps.h"
 #include "jobspec.h"
 
 struct parsed {
@@ -214,8 +215,8 @@ START_TEST(wrong_types)
 	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"metadata\": \"x\"}", "metadata");
 	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"webhook\": 5}", "webhook");
 	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"after\": \"x\"}", "after");
-	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"after\": [1]}", "after");
-	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"after\": [\"nope\"]}", "after");
+	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"after\": [1]}", "after[0]");
+	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"after\": [\"nope\"]}", "after[0]");
 	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"max_attempts\": \"3\"}", "max_attempts");
 	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"timeout_s\": 1.5}", "timeout_s");
 	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"ttl_s\": [60]}", "ttl_s");
@@ -363,6 +364,78 @@ START_TEST(after_bounded)
 }
 END_TEST
 
+
+#define UUID_A "0b8e4c1e-7c2a-4d3f-9a1b-2c3d4e5f6a7b"
+#define UUID_B "1c9f5d2f-8d3b-4e4a-8b2c-3d4e5f6a7b8c"
+
+START_TEST(after_items)
+{
+	struct parsed p;
+
+	/* Each bad item is named by its index. */
+	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"after\": [\"" UUID_A "\", 7]}", "after[1]");
+	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"after\": [\"nope\"]}", "after[0]");
+	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"after\": [\"" UUID_A "\", \"" UUID_A "\"]}",
+	    "after[1]");
+	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"after\": \"" UUID_A "\"}", "after");
+
+	parse(&p, "{\"queue\": \"q\", \"input\": {}, \"after\": [\"" UUID_A "\", \"" UUID_B "\"]}");
+	ck_assert_int_eq(p.rc, SPEC_OK);
+	ck_assert_uint_eq(p.spec.nafter, 2);
+	ck_assert_str_eq(p.spec.after[0], UUID_A);
+	ck_assert_str_eq(p.spec.after[1], UUID_B);
+	done(&p);
+}
+END_TEST
+
+START_TEST(after_references)
+{
+	struct parsed p;
+
+	/* Well-formed references within after, anywhere in the input. */
+	parse(&p, "{\"queue\": \"q\", \"after\": [\"" UUID_A "\", \"" UUID_B "\"], \"input\": "
+	    "{\"1\": {\"inputs\": {\"image\": \"genq:after/1/outputs/0\", "
+	    "\"list\": [\"genq:after/0/outputs/12\", \"genq:afterwards\", \"x genq:after/9\"]}}}}");
+	ck_assert_msg(p.rc == SPEC_OK, "%s", json_object_to_json_string(p.errors));
+	done(&p);
+
+	/* An index past after, or no after at all. */
+	expect_invalid("{\"queue\": \"q\", \"after\": [\"" UUID_A "\"], "
+	    "\"input\": {\"a\": \"genq:after/1/outputs/0\"}}", "input");
+	expect_invalid("{\"queue\": \"q\", \"input\": {\"a\": [\"genq:after/0/outputs/0\"]}}", "input");
+	/* Malformed: leading zeros, signs, junk, missing parts, huge numbers. */
+	static const char *const bad[] = {
+		"genq:after/", "genq:after/0", "genq:after/0/outputs/", "genq:after/00/outputs/0",
+		"genq:after/0/outputs/01", "genq:after/-1/outputs/0", "genq:after/0/outputs/0x",
+		"genq:after/0/output/0", "genq:after/0/outputs/99999", "genq:after/16/outputs/0",
+		"genq:after/4294967296/outputs/0",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char body[256];
+		snprintf(body, sizeof body, "{\"queue\": \"q\", \"after\": [\"" UUID_A "\"], "
+		    "\"input\": {\"a\": \"%s\"}}", bad[i]);
+		expect_invalid(body, "input");
+	}
+}
+END_TEST
+
+START_TEST(ref_parse)
+{
+	unsigned a = 99, b = 99;
+
+	ck_assert_int_eq(deps_ref_parse("genq:after/3/outputs/7", 22, &a, &b), 1);
+	ck_assert_uint_eq(a, 3);
+	ck_assert_uint_eq(b, 7);
+	ck_assert_int_eq(deps_ref_parse("genq:after/15/outputs/9999", 26, &a, &b), 1);
+	ck_assert_uint_eq(a, 15);
+	ck_assert_uint_eq(b, 9999);
+	ck_assert_int_eq(deps_ref_parse("hello", 5, &a, &b), 0);
+	ck_assert_int_eq(deps_ref_parse("genq:afte", 9, &a, &b), 0);
+	/* The length counts, not a NUL: a shorter length cuts the reference. */
+	ck_assert_int_eq(deps_ref_parse("genq:after/3/outputs/7", 21, &a, &b), -1);
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -387,6 +460,9 @@ suite(void)
 	tcase_add_test(tc, webhook_too_long);
 	tcase_add_test(tc, webhook_events);
 	tcase_add_test(tc, after_bounded);
+	tcase_add_test(tc, after_items);
+	tcase_add_test(tc, after_references);
+	tcase_add_test(tc, ref_parse);
 	suite_add_tcase(s, tc);
 	return s;
 }

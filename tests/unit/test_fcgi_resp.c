@@ -342,7 +342,7 @@ submit(const char *content_type, const char *length, const char *body, struct an
 	struct fake f = { p, body, strlen(body), 0, { 0 } };
 	struct req r = { &fake_ops, &f, -1 };
 	struct resp rs;
-	struct ctx c = { &app, &r, &rs, { ROUTE_JOBS, "", -1 }, "POST", { 0 } };
+	struct ctx c = { &app, &r, &rs, { ROUTE_JOBS, "", -1, "" }, "POST", { 0 } };
 	const char *sep;
 
 	c.caller.user_id = 1;
@@ -437,10 +437,10 @@ START_TEST(submit_invalid)
 }
 END_TEST
 
-START_TEST(submit_after_refused)
+START_TEST(submit_after_malformed_refused)
 {
 	static const char body[] = "{\"queue\": \"q\", \"input\": {}, "
-	    "\"after\": [\"0b8e4c1e-7c2a-4d3f-9a1b-2c3d4e5f6a7b\"]}";
+	    "\"after\": [\"0b8e4c1e-7c2a-4d3f-9a1b-2c3d4e5f6a7b\", \"not-a-job-id\"]}";
 	struct json_object *errors;
 	struct answer a;
 	char len[16];
@@ -449,7 +449,8 @@ START_TEST(submit_after_refused)
 	submit("application/json", len, body, &a);
 	expect_problem(&a, 400, "invalid_request");
 	ck_assert(json_object_object_get_ex(a.json, "errors", &errors));
-	ck_assert_str_eq(gq_json_str(json_object_array_get_idx(errors, 0), "field"), "after");
+	ck_assert_uint_eq(json_object_array_length(errors), 1);
+	ck_assert_str_eq(gq_json_str(json_object_array_get_idx(errors, 0), "field"), "after[1]");
 	answer_free(&a);
 }
 END_TEST
@@ -491,7 +492,7 @@ suite(void)
 	tcase_add_test(req, submit_too_large);
 	tcase_add_test(req, submit_bad_json);
 	tcase_add_test(req, submit_invalid);
-	tcase_add_test(req, submit_after_refused);
+	tcase_add_test(req, submit_after_malformed_refused);
 	tcase_add_test(req, submit_valid_needs_database);
 	suite_add_tcase(s, req);
 	return s;

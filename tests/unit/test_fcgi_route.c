@@ -157,6 +157,76 @@ START_TEST(methods)
 }
 END_TEST
 
+START_TEST(parse_admin_routes)
+{
+	static const struct { const char *path; enum route_id id; const char *name; } ok[] = {
+		{ "/v1/admin/queues/image/pause", ROUTE_ADMIN_PAUSE, "image" },
+		{ "/v1/admin/queues/a.b_c-9/resume", ROUTE_ADMIN_RESUME, "a.b_c-9" },
+		{ "/v1/admin/backends/sim1/drain", ROUTE_ADMIN_DRAIN, "sim1" },
+		{ "/v1/admin/backends/sim1/undrain", ROUTE_ADMIN_UNDRAIN, "sim1" },
+		/* A name genqctl would refuse still selects the route, without a name. */
+		{ "/v1/admin/queues/im%20age/pause", ROUTE_ADMIN_PAUSE, "" },
+		{ "/v1/admin/queues/"
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/pause",
+		  ROUTE_ADMIN_PAUSE, "" },
+	};
+	static const char *const none[] = {
+		"/v1/admin", "/v1/admin/", "/v1/admin/credits/", "/v1/admin/jobs/" ID,
+		"/v1/admin/jobs/" ID "/approve/", "/v1/admin/jobs/" ID "/cancel",
+		"/v1/admin/queues/image", "/v1/admin/queues//pause", "/v1/admin/queues/image/drain",
+		"/v1/admin/backends/sim1/pause", "/v1/admin/backendsx/sim1/drain", "/metrics/",
+		"/v1/admin/queuesimage/pause",
+	};
+	struct route rt;
+
+	route_parse("/metrics", &rt);
+	ck_assert_int_eq(rt.id, ROUTE_METRICS);
+	route_parse("/v1/admin/credits", &rt);
+	ck_assert_int_eq(rt.id, ROUTE_ADMIN_CREDITS);
+	route_parse("/v1/admin/jobs/" ID "/approve", &rt);
+	ck_assert_int_eq(rt.id, ROUTE_ADMIN_APPROVE);
+	ck_assert_str_eq(rt.job_id, ID);
+	route_parse("/v1/admin/jobs/nope/reject", &rt);
+	ck_assert_int_eq(rt.id, ROUTE_ADMIN_REJECT);
+	ck_assert_str_eq(rt.job_id, "");
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		route_parse(ok[i].path, &rt);
+		ck_assert_msg(rt.id == ok[i].id, "%s routed to %d", ok[i].path, rt.id);
+		ck_assert_str_eq(rt.name, ok[i].name);
+	}
+	for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+		route_parse(none[i], &rt);
+		ck_assert_msg(rt.id == ROUTE_NONE, "%s routed to %d", none[i], rt.id);
+	}
+	ck_assert(route_method_ok(ROUTE_ADMIN_CREDITS, "POST"));
+	ck_assert(!route_method_ok(ROUTE_ADMIN_APPROVE, "GET"));
+	ck_assert(route_method_ok(ROUTE_METRICS, "HEAD"));
+	ck_assert(!route_method_ok(ROUTE_METRICS, "POST"));
+	/* Every route has a metrics label. */
+	for (int id = 0; id < ROUTE_COUNT; id++)
+		ck_assert_ptr_nonnull(route_pattern((enum route_id)id));
+	ck_assert_str_eq(route_pattern(ROUTE_JOB_OUTPUT), "/v1/jobs/{id}/outputs/{n}");
+	ck_assert_str_eq(route_pattern(ROUTE_NONE), "unmatched");
+}
+END_TEST
+
+START_TEST(metrics_label_escaping)
+{
+	char out[16], tiny[4];
+
+	ck_assert(metrics_escape("image", out, sizeof out));
+	ck_assert_str_eq(out, "image");
+	ck_assert(metrics_escape("a\"b\\c\nd", out, sizeof out));
+	ck_assert_str_eq(out, "a\\\"b\\\\c\\nd");
+	ck_assert(metrics_escape(NULL, out, sizeof out));
+	ck_assert_str_eq(out, "");
+	/* Never a cut escape: "ab\"" needs 5 bytes with its NUL. */
+	ck_assert(!metrics_escape("ab\"", tiny, sizeof tiny));
+	ck_assert(!metrics_escape("abcd", tiny, sizeof tiny));
+	ck_assert(metrics_escape("abc", tiny, sizeof tiny));
+}
+END_TEST
+
 START_TEST(cursor)
 {
 	char c[LISTING_CURSOR_LEN];
@@ -220,6 +290,8 @@ suite(void)
 	tcase_add_test(tc, parse_output_index);
 	tcase_add_test(tc, parse_unknown);
 	tcase_add_test(tc, methods);
+	tcase_add_test(tc, parse_admin_routes);
+	tcase_add_test(tc, metrics_label_escaping);
 	tcase_add_test(tc, cursor);
 	tcase_add_test(tc, bearer);
 	suite_add_tcase(s, tc);

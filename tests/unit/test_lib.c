@@ -217,6 +217,118 @@ START_TEST(log_levels_parse)
 }
 END_TEST
 
+START_TEST(log_q_escapes_what_could_end_a_value)
+{
+	/* Quotes and backslashes, so the value cannot close its quotes. */
+	ck_assert_str_eq(log_q("say \"hi\" \\ bye"), "say \\\"hi\\\" \\\\ bye");
+	/* Line breaks and other control characters. */
+	ck_assert_str_eq(log_q("a\nb\rc\td\x01" "e\x7f"), "a\\nb\\rc\\td\\x01e\\x7f");
+	/* Valid UTF-8 stays readable; bytes that are not UTF-8 do not. */
+	ck_assert_str_eq(log_q("caf\xc3\xa9 \xf0\x9f\x98\x80"), "caf\xc3\xa9 \xf0\x9f\x98\x80");
+	ck_assert_str_eq(log_q("x\xc3(y"), "x\\xc3(y");
+	ck_assert_str_eq(log_q("\xff\xfe"), "\\xff\\xfe");
+	ck_assert_str_eq(log_q("\xc0\xaf"), "\\xc0\\xaf");              /* overlong '/' */
+	ck_assert_str_eq(log_q("\xed\xa0\x80"), "\\xed\\xa0\\x80");     /* a surrogate */
+	ck_assert_str_eq(log_q("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80"); /* past U+10FFFF */
+	ck_assert_str_eq(log_q("cut \xe2\x82"), "cut \\xe2\\x82");      /* truncated */
+	/* Valid characters that still break lines in some viewers. */
+	ck_assert_str_eq(log_q("a\xc2\x85" "b\xe2\x80\xa8" "c"), "a\\xc2\\x85b\\xe2\\x80\\xa8c");
+	ck_assert_str_eq(log_q(""), "");
+	ck_assert_str_eq(log_q(NULL), "-");
+}
+END_TEST
+
+START_TEST(log_v_is_bare_only_when_safe)
+{
+	ck_assert_str_eq(log_v("/v1/jobs"), "/v1/jobs");
+	ck_assert_str_eq(log_v("image-queue_2"), "image-queue_2");
+	ck_assert_str_eq(log_v("caf\xc3\xa9"), "caf\xc3\xa9");
+	/* Anything that would split or forge a pair gets quoted and escaped. */
+	ck_assert_str_eq(log_v("a b"), "\"a b\"");
+	ck_assert_str_eq(log_v("x status=200"), "\"x status=200\"");
+	ck_assert_str_eq(log_v("k=v"), "\"k=v\"");
+	ck_assert_str_eq(log_v("say\"hi"), "\"say\\\"hi\"");
+	ck_assert_str_eq(log_v("back\\slash"), "\"back\\\\slash\"");
+	ck_assert_str_eq(log_v("line\nevent=forged"), "\"line\\nevent=forged\"");
+	ck_assert_str_eq(log_v("\xff"), "\"\\xff\"");
+	ck_assert_str_eq(log_v(""), "\"\"");
+	ck_assert_str_eq(log_v(NULL), "-");
+}
+END_TEST
+
+START_TEST(log_escape_cuts_between_characters)
+{
+	char in[4 * LOG_VALUE_MAX], out[LOG_VALUE_MAX];
+	size_t n;
+
+	/* Plain text: cut, marked, within the buffer. */
+	memset(in, 'a', sizeof in - 1);
+	in[sizeof in - 1] = '\0';
+	log_escape(out, sizeof out, in, LOG_QUOTED);
+	n = strlen(out);
+	ck_assert_uint_lt(n, sizeof out);
+	ck_assert_str_eq(out + n - 3, "...");
+
+	/* Escapes are never split: no lone backslash before the mark. */
+	memset(in, '"', sizeof in - 1);
+	log_escape(out, sizeof out, in, LOG_BARE);
+	n = strlen(out);
+	ck_assert_uint_lt(n, sizeof out);
+	ck_assert_str_eq(out + n - 4, "...\"");
+	ck_assert_int_eq((n - 5) % 2, 0);         /* opening quote, then \" pairs */
+
+	/* Nor are UTF-8 characters: two-byte é fills pairs exactly. */
+	for (size_t i = 0; i + 2 < sizeof in; i += 2) {
+		in[i] = '\xc3';
+		in[i + 1] = '\xa9';
+		in[i + 2] = '\0';
+	}
+	log_escape(out, sizeof out, in, LOG_QUOTED);
+	n = strlen(out);
+	ck_assert_str_eq(out + n - 3, "...");
+	ck_assert_int_eq((n - 3) % 2, 0);
+	ck_assert_ptr_null(strchr(out, '\\'));
+
+	/* A small buffer is never overrun. */
+	memset(out, 'Z', sizeof out);
+	log_escape(out, 16, "\x01\x02\x03\x04\x05\x06\x07", LOG_BARE);
+	ck_assert_uint_lt(strlen(out), 16);
+	ck_assert_int_eq(out[16], 'Z');
+}
+END_TEST
+
+START_TEST(log_lines_stay_one_valid_line)
+{
+	char path[] = "/tmp/genq-log-XXXXXX", line[8192];
+	enum log_level saved = log_threshold;
+	int fd = mkstemp(path), err = dup(2);
+	FILE *f;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_ge(err, 0);
+	ck_assert_int_ge(dup2(fd, 2), 0);
+	log_threshold = GQ_LOG_INFO;
+	/* A value that was not escaped still cannot break the line (the net),
+	 * and one that was cannot forge a pair. */
+	log_info("t1", "raw=%s", "a\nevent=forged\xff");
+	log_info("t2", "why=\"%s\" path=%s", log_q("x\" admin=\"yes"), log_v("/a b"));
+	log_debug("t3", "never=%s", "written");
+	log_threshold = saved;
+	dup2(err, 2);
+	close(err);
+
+	ck_assert_ptr_nonnull(f = fdopen(fd, "r"));
+	rewind(f);
+	ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+	ck_assert_ptr_nonnull(strstr(line, " event=t1 raw=a\\x0aevent=forged\\xff\n"));
+	ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+	ck_assert_ptr_nonnull(strstr(line, " event=t2 why=\"x\\\" admin=\\\"yes\" path=\"/a b\"\n"));
+	ck_assert_ptr_null(fgets(line, sizeof line, f));
+	fclose(f);
+	unlink(path);
+}
+END_TEST
+
 static Suite *
 lib_suite(void)
 {
@@ -233,6 +345,10 @@ lib_suite(void)
 	tcase_add_test(tc, buf_respects_its_limit);
 	tcase_add_test(tc, credits_parse_and_format_exactly);
 	tcase_add_test(tc, log_levels_parse);
+	tcase_add_test(tc, log_q_escapes_what_could_end_a_value);
+	tcase_add_test(tc, log_v_is_bare_only_when_safe);
+	tcase_add_test(tc, log_escape_cuts_between_characters);
+	tcase_add_test(tc, log_lines_stay_one_valid_line);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,206 @@
+/* Unit tests: how one claim transaction shares the locked jobs out among
+ * the backends with room, and when a backend's claim is due
+ * (daemon/claim.c; the SQL itself is covered end to end by
+ * tests/e2e/test_order.py). */
+#include "autoconf.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../daemon/claim.c"
+
+/* genqd functions claim.c calls, reduced to what these tests need. */
+bool
+backend_has_room(const struct genqd *g, const struct backend *b)
+{
+	(void)g;
+	return b->leased && b->inflight < b->max_running + b->prefetch;
+}
+
+bool
+gqd_db_ready(const struct genqd *g)
+{
+	(void)g;
+	return false;
+}
+
+void
+gqd_db_failed(struct genqd *g, int rc, const char *what)
+{
+	(void)g, (void)rc, (void)what;
+}
+
+struct run *
+run_new(struct genqd *g, struct backend *b)
+{
+	(void)g, (void)b;
+	return NULL;
+}
+
+static char *image_q[] = { "image" };
+static char *both_q[] = { "image", "video" };
+
+static void
+backend_init(struct backend *b, char **queues, size_t nqueues, int max_running, int prefetch,
+    int inflight)
+{
+	memset(b, 0, sizeof *b);
+	b->queues = queues;
+	b->nqueues = nqueues;
+	b->max_running = max_running;
+	b->prefetch = prefetch;
+	b->inflight = inflight;
+	b->leased = true;
+}
+
+static void
+heads_init(struct qheads *qh, const char *name, struct head *v, size_t n, int priority,
+    uint64_t first_seq)
+{
+	memset(qh, 0, sizeof *qh);
+	qh->name = name;
+	qh->v = v;
+	qh->n = n;
+	qh->want = (int)n;
+	for (size_t i = 0; i < n; i++) {
+		memset(&v[i], 0, sizeof v[i]);
+		v[i].seq = first_seq + i;
+		v[i].priority = priority;
+	}
+}
+
+START_TEST(shared_queue_is_shared_evenly)
+{
+	struct backend a, b;
+	struct head v[3];
+	struct qheads q;
+	struct taker tk[2] = { { &a, 2, 0 }, { &b, 2, 0 } };
+	struct claim c = { NULL, tk, 2, &q, 1 };
+
+	backend_init(&a, image_q, 1, 1, 1, 0);
+	backend_init(&b, image_q, 1, 1, 1, 0);
+	heads_init(&q, "image", v, 3, 1, 10);
+	q.want = 4;                 /* both takers' room; the queue had only 3 */
+	assign(&c);
+	/* One each per round, in claim order: a, b, then a again. */
+	ck_assert_ptr_eq(v[0].b, &a);
+	ck_assert_ptr_eq(v[1].b, &b);
+	ck_assert_ptr_eq(v[2].b, &a);
+	ck_assert_int_eq(tk[0].got, 2);
+	ck_assert_int_eq(tk[1].got, 1);
+	/* a is full; b's queue ran dry: only b waits for the poll interval. */
+	ck_assert(!taker_saw_empty(&c, &tk[0]));
+	ck_assert(taker_saw_empty(&c, &tk[1]));
+}
+END_TEST
+
+START_TEST(a_full_list_means_more_may_wait)
+{
+	struct backend a;
+	struct head v[2];
+	struct qheads q;
+	struct taker tk[1] = { { &a, 4, 0 } };
+	struct claim c = { NULL, tk, 1, &q, 1 };
+
+	backend_init(&a, image_q, 1, 1, 3, 0);
+	heads_init(&q, "image", v, 2, 1, 1);
+	q.want = 2;                 /* capped: the query returned all it was asked */
+	assign(&c);
+	ck_assert_int_eq(tk[0].got, 2);
+	ck_assert(!taker_saw_empty(&c, &tk[0]));
+}
+END_TEST
+
+START_TEST(two_queues_by_priority_then_age)
+{
+	struct backend a;
+	struct head img[2], vid[2];
+	struct qheads q[2];
+	struct taker tk[1] = { { &a, 3, 0 } };
+	struct claim c = { NULL, tk, 1, q, 2 };
+
+	backend_init(&a, both_q, 2, 1, 2, 0);
+	heads_init(&q[0], "image", img, 2, 2, 5);     /* priority 2, older */
+	heads_init(&q[1], "video", vid, 2, 1, 50);    /* priority 1, newer */
+	assign(&c);
+	ck_assert_ptr_eq(vid[0].b, &a);
+	ck_assert_ptr_eq(vid[1].b, &a);
+	ck_assert_ptr_eq(img[0].b, &a);
+	ck_assert_ptr_null(img[1].b);                 /* stays queued */
+	/* Equal priority: the older job first, whichever queue. */
+	heads_init(&q[0], "image", img, 2, 1, 60);
+	heads_init(&q[1], "video", vid, 2, 1, 50);
+	tk[0].got = 0;
+	tk[0].want = 1;
+	assign(&c);
+	ck_assert_ptr_eq(vid[0].b, &a);
+	ck_assert_ptr_null(img[0].b);
+}
+END_TEST
+
+START_TEST(a_backend_serving_none_of_the_queues_gets_nothing)
+{
+	struct backend a;
+	struct head v[1];
+	struct qheads q;
+	struct taker tk[1] = { { &a, 2, 0 } };
+	struct claim c = { NULL, tk, 1, &q, 1 };
+	static char *other[] = { "video" };
+
+	backend_init(&a, other, 1, 1, 1, 0);
+	heads_init(&q, "image", v, 1, 0, 1);
+	assign(&c);
+	ck_assert_int_eq(tk[0].got, 0);
+	ck_assert_ptr_null(v[0].b);
+}
+END_TEST
+
+START_TEST(claim_due_rules)
+{
+	struct genqd g;
+	struct backend b;
+
+	memset(&g, 0, sizeof g);
+	/* prefetch 1: every free slot is claimed at once. */
+	backend_init(&b, image_q, 1, 1, 1, 1);
+	ck_assert(claim_is_due(&g, &b, 0));
+	/* Full: never. */
+	backend_init(&b, image_q, 1, 1, 1, 2);
+	ck_assert(!claim_is_due(&g, &b, 0));
+	/* prefetch 8: topped up once 4 slots are free ... */
+	backend_init(&b, image_q, 1, 1, 8, 7);
+	ck_assert(!claim_is_due(&g, &b, 0));
+	backend_init(&b, image_q, 1, 1, 8, 5);
+	ck_assert(claim_is_due(&g, &b, 0));
+	/* ... or at once when nothing prefetched is left on it. */
+	backend_init(&b, image_q, 1, 4, 8, 4);
+	ck_assert(claim_is_due(&g, &b, 0));
+	/* Not before its time. */
+	backend_init(&b, image_q, 1, 1, 1, 0);
+	b.next_claim_at = 100;
+	ck_assert(!claim_is_due(&g, &b, 99));
+	ck_assert(claim_is_due(&g, &b, 100));
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("daemon_claim");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, shared_queue_is_shared_evenly);
+	tcase_add_test(tc, a_full_list_means_more_may_wait);
+	tcase_add_test(tc, two_queues_by_priority_then_age);
+	tcase_add_test(tc, a_backend_serving_none_of_the_queues_gets_nothing);
+	tcase_add_test(tc, claim_due_rules);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
