@@ -325,8 +325,8 @@ check_ref(struct json_object *str, int rc, unsigned parent, unsigned output, voi
 }
 
 /* Parent output references in input: well formed, within after. */
-static void
-check_refs(struct job_spec *s, struct json_object *errors)
+void
+spec_check_refs(const struct job_spec *s, struct json_object *errors)
 {
 	struct ref_check rc = { errors, s->nafter, 0 };
 
@@ -376,7 +376,7 @@ spec_parse(struct job_spec *s, const char *body, size_t len,
 	check_metadata(s, errors);
 	check_webhook(s, errors);
 	check_after(s, errors);
-	check_refs(s, errors);
+	spec_check_refs(s, errors);
 	check_limit(s->root, "max_attempts", &s->max_attempts, errors);
 	check_limit(s->root, "timeout_s", &s->timeout_s, errors);
 	check_limit(s->root, "ttl_s", &s->ttl_s, errors);

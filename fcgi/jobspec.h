@@ -57,6 +57,10 @@ void spec_free(struct job_spec *s);
 struct db;
 struct deps_parents;
 
+// Check the parent output references in s->input ("genq:after/<i>/outputs/<n>"):
+// well formed and i within s->after; each problem is added to errors.
+void spec_check_refs(const struct job_spec *s, struct json_object *errors);
+
 // The one check of a spec that needs the database, run inside the
 // admission transaction: every id in s->after must be one of user_id's
 // jobs. Found parents go to parents (lib/deps.h); each id that is not

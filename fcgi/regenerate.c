@@ -1,7 +1,9 @@
 /* regenerate: POST /v1/jobs/{id}/regenerate. A new job in the original's
  * queue with the original's input, each top-level key of the optional
  * {"input_overrides": {...}} replacing the input's (for a ComfyUI workflow:
- * whole nodes). The new job names the original in regenerated_from and goes
+ * whole nodes) and the original's `after` (so parent output references in
+ * the input resolve as before). The new job names the original in
+ * regenerated_from and goes
  * through the same admission as POST /v1/jobs (submit_admit); its limits
  * and priority are the queue's and the tier's, like a fresh submit's.
  * Another user's job answers 404 like an unknown id. */
@@ -16,7 +18,12 @@
 #include "jsonutil.h"
 
 static const char SQL_ORIGINAL[] =
-    "SELECT user_id, queue, input FROM jobs WHERE id = ?";
+    "SELECT user_id, queue, input, seq FROM jobs WHERE id = ?";
+/* Its `after`, in order: the new job waits for the same parents, so the
+ * input's parent output references still point where they did. */
+static const char SQL_PARENTS[] =
+    "SELECT p.id FROM job_deps d JOIN jobs p ON p.seq = d.parent WHERE d.child = ? "
+    "ORDER BY d.pos";
 
 #define NOT_FOUND 1
 
@@ -24,7 +31,26 @@ struct original {
 	struct ctx *c;
 	char queue[SPEC_QUEUE_MAX + 1];
 	struct json_object *input;      /* owned */
+	char after[SPEC_AFTER_MAX][GQ_UUID_LEN];
+	size_t nafter;
 };
+
+static int
+read_parents(struct db *db, struct original *o, int64_t seq)
+{
+	struct db_stmt *st = db_prepare(db, SQL_PARENTS);
+	int rc;
+
+	if (st == NULL)
+		return db_last_status(db);
+	db_bind_i64(st, 0, seq);
+	if ((rc = db_exec(st)) != DB_OK)
+		return rc;
+	o->nafter = 0;
+	while ((rc = db_next(st)) == 1 && o->nafter < SPEC_AFTER_MAX)
+		snprintf(o->after[o->nafter++], GQ_UUID_LEN, "%s", db_text(st, 0, NULL));
+	return rc < 0 ? rc : DB_OK;
+}
 
 static int
 read_original(struct db *db, void *arg)
@@ -50,7 +76,7 @@ read_original(struct db *db, void *arg)
 	o->input = gq_json_parse(text ? text : "", len, GQ_JSON_MAX_DEPTH, NULL);
 	if (o->input == NULL || !json_object_is_type(o->input, json_type_object))
 		return DB_ERR;      /* the handler stored it checked: cannot happen */
-	return DB_OK;
+	return read_parents(db, o, db_i64(st, 3));
 }
 
 /* The overrides of the body, or NULL for none; -1 with the answer set. */
@@ -107,8 +133,8 @@ read_overrides(struct ctx *c, struct buf *body, struct json_object **root,
 void
 regenerate_job(struct ctx *c)
 {
-	struct original orig = { c, "", NULL };
-	struct json_object *root = NULL, *overrides = NULL;
+	struct original orig = { .c = c };
+	struct json_object *root = NULL, *overrides = NULL, *errors = NULL;
 	struct job_spec spec;
 	struct buf body;
 	int rc;
@@ -138,13 +164,27 @@ regenerate_job(struct ctx *c)
 		}
 	}
 
-	/* A fresh submit's spec: only queue and input are carried over. */
+	/* A fresh submit's spec: queue, input and after are carried over. */
 	memset(&spec, 0, sizeof spec);
 	spec.queue = orig.queue;
 	spec.input = orig.input;
 	spec.priority = -1;
+	for (size_t i = 0; i < orig.nafter; i++)
+		spec.after[spec.nafter++] = orig.after[i];
+	/* Overrides may bring parent output references of their own. */
+	if ((errors = json_object_new_array()) == NULL) {
+		c->resp->failed = true;
+		goto out;
+	}
+	spec_check_refs(&spec, errors);
+	if (json_object_array_length(errors) > 0) {
+		resp_problem(c->resp, P_INVALID_REQUEST, "The request has invalid fields.", errors);
+		errors = NULL;      /* resp_problem took it */
+		goto out;
+	}
 	submit_admit(c, &spec, c->route.job_id);
 out:
+	json_object_put(errors);
 	json_object_put(orig.input);
 	json_object_put(root);
 	buf_free(&body);

@@ -271,5 +271,27 @@ class DependencyTest(StackTestCase):
         self.assertEqual(done["error"]["code"], "validation_error")
 
 
+    def test_regenerate_keeps_after_and_checks_override_references(self):
+        parent = self.submit(self.key, load_workflow(text="a parent to regenerate from"))
+        child = self.submit(self.key, child_body([parent["id"]], prefix="regen"))
+        self.assertEqual(self.wait_terminal(self.key, child["id"])["status"], "succeeded")
+        r = self.api("POST", f"/v1/jobs/{child['id']}/regenerate", key=self.key)
+        self.assertEqual(r.status, 201, r.body)
+        again = r.json
+        self.assertEqual(again["after"], [parent["id"]])
+        self.assertEqual(again["regenerated_from"], child["id"])
+        done = self.wait_terminal(self.key, again["id"])
+        self.assertEqual(done["status"], "succeeded", done)
+        # The parent's image went to the backend again for the new job.
+        sent = self.prompt_sent(again["id"], done["backend"])
+        self.assertEqual(sent["1"]["inputs"]["image"], f"genq/{parent['id']}-0.png")
+        # An override may not point past the carried-over after list.
+        before = self.stack.scalar("SELECT COUNT(*) FROM jobs")
+        r = self.api("POST", f"/v1/jobs/{child['id']}/regenerate", key=self.key, body={
+            "input_overrides": {"1": {"class_type": "LoadImage",
+                                      "inputs": {"image": REF.format(3, 0)}}}})
+        self.assertProblem(r, 400, "invalid_request")
+        self.assertEqual(self.stack.scalar("SELECT COUNT(*) FROM jobs"), before)
+
 if __name__ == "__main__":
     harness.main()
