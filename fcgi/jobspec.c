@@ -192,6 +192,19 @@ check_metadata(struct job_spec *s, struct json_object *errors)
 	}
 }
 
+/* The text of a JSON string without an embedded NUL ("\u0000"), else NULL:
+ * C code past this point would see it cut short, as something else. */
+static const char *
+plain_string(struct json_object *v)
+{
+	const char *text;
+
+	if (v == NULL || !json_object_is_type(v, json_type_string))
+		return NULL;
+	text = json_object_get_string(v);
+	return strlen(text) == (size_t)json_object_get_string_len(v) ? text : NULL;
+}
+
 static void
 check_webhook(struct job_spec *s, struct json_object *errors)
 {
@@ -230,12 +243,11 @@ check_webhook(struct job_spec *s, struct json_object *errors)
 	}
 	s->events = 0;
 	for (size_t i = 0; i < json_object_array_length(ev); i++) {
-		struct json_object *e = json_object_array_get_idx(ev, i);
+		const char *name = plain_string(json_object_array_get_idx(ev, i));
 		bool ok = false;
 
-		for (size_t k = 0; e && json_object_is_type(e, json_type_string) &&
-		    k < sizeof event_names / sizeof event_names[0]; k++) {
-			if (strcmp(json_object_get_string(e), event_names[k].name) == 0) {
+		for (size_t k = 0; name != NULL && k < sizeof event_names / sizeof event_names[0]; k++) {
+			if (strcmp(name, event_names[k].name) == 0) {
 				s->events |= event_names[k].bit;
 				ok = true;
 			}
@@ -274,8 +286,7 @@ check_after(struct job_spec *s, struct json_object *errors)
 		const char *id;
 
 		snprintf(field, sizeof field, "after[%zu]", i);
-		if (e == NULL || !json_object_is_type(e, json_type_string) ||
-		    !gq_is_uuid(id = json_object_get_string(e))) {
+		if ((id = plain_string(e)) == NULL || !gq_is_uuid(id)) {
 			problem_error_add(errors, field, "must be a job id");
 			return;
 		}

@@ -347,6 +347,8 @@ START_TEST(webhook_events)
 	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"webhook\": \"http://e.x/\", \"webhook_events\": [\"done\"]}", "webhook_events");
 	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"webhook\": \"http://e.x/\", \"webhook_events\": [1]}", "webhook_events");
 	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"webhook_events\": [\"started\"]}", "webhook_events");
+	/* An embedded NUL would read as "started" to C: refused. */
+	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"webhook\": \"http://e.x/\", \"webhook_events\": [\"started\\u0000x\"]}", "webhook_events");
 }
 END_TEST
 
@@ -378,6 +380,9 @@ START_TEST(after_items)
 	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"after\": [\"" UUID_A "\", \"" UUID_A "\"]}",
 	    "after[1]");
 	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"after\": \"" UUID_A "\"}", "after");
+	/* An id with an embedded NUL and more after it is not that id. */
+	expect_invalid("{\"queue\": \"q\", \"input\": {}, \"after\": [\"" UUID_A "\\u0000junk\"]}",
+	    "after[0]");
 
 	parse(&p, "{\"queue\": \"q\", \"input\": {}, \"after\": [\"" UUID_A "\", \"" UUID_B "\"]}");
 	ck_assert_int_eq(p.rc, SPEC_OK);
