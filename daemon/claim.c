@@ -24,7 +24,8 @@
  * jobs_turn (queue, status, priority, turn, seq): a claim reads only the
  * rows it takes, however deep the queue. */
 static const char SQL_HEADS[] =
-    "SELECT seq, priority, turn, id, attempts, timeout_s, input FROM jobs "
+    "SELECT seq, priority, turn, id, attempts, timeout_s, input, retry_avoid_backend, "
+    "TIMESTAMPDIFF(MICROSECOND, not_before, UTC_TIMESTAMP(6)) FROM jobs "
     "WHERE queue = ? AND status = 'queued' AND not_before <= UTC_TIMESTAMP(6) "
     "AND GREATEST(created_at, not_before) + INTERVAL ttl_s SECOND > UTC_TIMESTAMP(6) "
     "ORDER BY priority, turn, seq LIMIT ? FOR UPDATE SKIP LOCKED";
@@ -34,7 +35,7 @@ static const char SQL_HEADS[] =
 static const char SQL_START[] =
     "UPDATE jobs SET status = 'running', attempts = attempts + 1, backend_id = ?, prompt_id = ?, "
     "claimed_by = ?, lease_until = UTC_TIMESTAMP(6) + INTERVAL ? SECOND, "
-    "started_at = COALESCE(started_at, UTC_TIMESTAMP(6)), progress = 0, "
+    "started_at = COALESCE(started_at, UTC_TIMESTAMP(6)), progress = 0, retry_avoid_backend = NULL, "
     "error_code = NULL, error_message = NULL, error_retryable = NULL "
     "WHERE seq = ? AND status = 'queued' AND EXISTS (SELECT 1 FROM backends "
     "WHERE id = ? AND draining = 0 AND lease_owner = ? AND lease_until > UTC_TIMESTAMP(6))";
@@ -47,6 +48,12 @@ static const char SQL_ATTEMPT[] =
  * locks are held and the memory of the inputs read. */
 #define CLAIM_QUEUE_MAX 256
 #define PRIORITIES 4
+/* How long a retry is kept from the backend its failed attempt ran on,
+ * counted from when its backoff ended (SPEC §4: a retry prefers another
+ * backend). Long enough for every other backend serving the queue to claim
+ * a few times (poll_interval_ms defaults to 500), short enough that a job
+ * whose only live backend is the one that failed barely waits for it. */
+#define RETRY_AVOID_GRACE_US 5000000LL
 
 /* A locked queued job. */
 struct head {
@@ -61,6 +68,8 @@ struct head {
 	struct backend *b;           /* assigned to; NULL: left queued */
 	char prompt_id[GQ_UUID_LEN];
 	bool started;                /* moved to running in this transaction */
+	uint64_t avoid;              /* backend of the failed attempt; 0: none */
+	int64_t ready_us;            /* since its backoff ended */
 };
 
 /* One queue that backends with room serve, and its locked heads in claim
@@ -69,13 +78,15 @@ struct qheads {
 	const char *name;            /* borrowed from a backend */
 	int want;
 	struct head *v;
-	size_t n, taken;
+	size_t n;
+	size_t taken;                /* every head before this one is assigned */
 };
 
 /* A backend with room, and how many jobs it may take. */
 struct taker {
 	struct backend *b;
 	int want, got;
+	bool held_back;              /* passed over a retry kept from it */
 };
 
 struct claim {
@@ -96,8 +107,10 @@ claim_reset(struct claim *c)
 		qh->n = 0;
 		qh->taken = 0;
 	}
-	for (size_t t = 0; t < c->ntakers; t++)
+	for (size_t t = 0; t < c->ntakers; t++) {
 		c->takers[t].got = 0;
+		c->takers[t].held_back = false;
+	}
 }
 
 static void
@@ -153,6 +166,8 @@ lock_heads(struct db *db, struct qheads *qh)
 		memcpy(h->input, input, input_len);
 		h->input[input_len] = '\0';
 		h->input_len = input_len;
+		h->avoid = (uint64_t)db_i64(st, 7);
+		h->ready_us = db_i64(st, 8);
 		qh->n++;
 	}
 	return rc < 0 ? rc : DB_OK;
@@ -168,8 +183,36 @@ before(const struct head *x, const struct head *y)
 	return x->seq < y->seq;
 }
 
+/* May b start h now? Not a retry of an attempt that failed on b while it
+ * is young: another backend gets the first chance. After the grace period
+ * b may, so a job never waits for backends that are busy, down or absent. */
+static bool
+may_take(const struct head *h, const struct backend *b)
+{
+	return h->avoid == 0 || h->avoid != b->id || h->ready_us >= RETRY_AVOID_GRACE_US;
+}
+
+/* The first unassigned head of qh that tk may take, or NULL. */
+static struct head *
+next_for(struct qheads *qh, struct taker *tk)
+{
+	while (qh->taken < qh->n && qh->v[qh->taken].b != NULL)
+		qh->taken++;
+	for (size_t i = qh->taken; i < qh->n; i++) {
+		struct head *h = &qh->v[i];
+
+		if (h->b != NULL)
+			continue;
+		if (may_take(h, tk->b))
+			return h;
+		tk->held_back = true;
+	}
+	return NULL;
+}
+
 /* Hand the locked heads to the takers: each takes the best head of the
- * queues it serves until it is full or they are empty. */
+ * queues it serves until it is full or they are empty. A head kept from a
+ * taker (may_take) stays for the others, or queued for a later claim. */
 static void
 assign(struct claim *c)
 {
@@ -181,20 +224,22 @@ assign(struct claim *c)
 		more = false;
 		for (size_t t = 0; t < c->ntakers; t++) {
 			struct taker *tk = &c->takers[t];
-			struct qheads *best = NULL;
+			struct head *best = NULL;
 
 			if (tk->got >= tk->want)
 				continue;
 			for (size_t i = 0; i < tk->b->nqueues; i++) {
 				struct qheads *qh = queue_find(c, tk->b->queues[i]);
-				if (qh == NULL || qh->taken >= qh->n)
+				struct head *h;
+
+				if (qh == NULL || (h = next_for(qh, tk)) == NULL)
 					continue;
-				if (best == NULL || before(&qh->v[qh->taken], &best->v[best->taken]))
-					best = qh;
+				if (best == NULL || before(h, best))
+					best = h;
 			}
 			if (best == NULL)
 				continue;
-			best->v[best->taken++].b = tk->b;
+			best->b = tk->b;
 			tk->got++;
 			more = true;
 		}
@@ -384,6 +429,10 @@ taker_saw_empty(struct claim *c, const struct taker *tk)
 {
 	if (tk->got >= tk->want)
 		return false;
+	/* Retries kept from it may have filled the list: asking again at once
+	 * would only find them again until their grace period ends. */
+	if (tk->held_back)
+		return true;
 	for (size_t i = 0; i < tk->b->nqueues; i++) {
 		struct qheads *qh = queue_find(c, tk->b->queues[i]);
 		if (qh != NULL && qh->n >= (size_t)qh->want)

@@ -45,6 +45,7 @@ static const char SQL_END[] =
     "WHERE seq = ? AND status = 'running' AND prompt_id = ?";
 static const char SQL_REQUEUE[] =
     "UPDATE jobs SET status = 'queued', not_before = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, "
+    "retry_avoid_backend = backend_id, "   /* before backend_id = NULL: left to right */
     "backend_id = NULL, prompt_id = NULL, claimed_by = NULL, lease_until = NULL, progress = NULL "
     "WHERE seq = ? AND status = 'running' AND prompt_id = ?";
 static const char SQL_ATTEMPT_END[] =

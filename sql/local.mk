@@ -6,4 +6,5 @@ dist_sql_DATA = sql/001_init.sql \
 	sql/004_deps.sql \
 	sql/007_webhooks.sql \
 	sql/008_indexes.sql \
-	sql/009_reporting.sql
+	sql/009_reporting.sql \
+	sql/010_retry_backend.sql

@@ -18,6 +18,7 @@ E2E_TESTS = \
 	tests/e2e/test_genqctl.py \
 	tests/e2e/test_cgi.py \
 	tests/e2e/test_dispatch.py \
+	tests/e2e/test_retry_backend.py \
 	tests/e2e/test_progress.py \
 	tests/e2e/test_deps.py \
 	tests/e2e/test_retention.py \
@@ -30,7 +31,8 @@ E2E_TESTS = \
 	tests/e2e/test_crash.py \
 	tests/e2e/test_two_genqd.py \
 	tests/e2e/test_mariadb_restart.py \
-	tests/e2e/test_backend_restart.py
+	tests/e2e/test_backend_restart.py \
+	tests/e2e/test_health.py
 TESTS += $(E2E_TESTS)
 TEST_EXTENSIONS = .py
 PY_LOG_COMPILER = python3

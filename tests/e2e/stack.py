@@ -320,7 +320,9 @@ http {{
             raise StackError(f"genqctl {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc
 
-    def start_sim(self, i):
+    def start_sim(self, i, extra_args=()):
+        """ComfyUI simulator i (simN), on its earlier port if it had one;
+        extra_args go to comfyui_sim.py (a fault knob from the start)."""
         port = self.state["sim_ports"][i]
         name = f"sim{i + 1}"
         outdir = self.path(name)
@@ -330,7 +332,7 @@ http {{
         self._spawn(name, [
             sys.executable, "-u", os.path.join(SRCDIR, "tests", "sim", "comfyui_sim.py"),
             "--port", str(port), "--output-dir", outdir, "--name", name,
-            "--run-ms", str(self.sim_run_ms)])
+            "--run-ms", str(self.sim_run_ms), *extra_args])
 
         def bound():
             with open(logfile) as f:

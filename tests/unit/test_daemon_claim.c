@@ -1,7 +1,7 @@
 /* Unit tests: how one claim transaction shares the locked jobs out among
  * the backends with room, and when a backend's claim is due
  * (daemon/claim.c; the SQL itself is covered end to end by
- * tests/e2e/test_order.py). */
+ * tests/e2e/test_order.py and tests/e2e/test_retry_backend.py). */
 #include "autoconf.h"
 
 #include <check.h>
@@ -75,7 +75,7 @@ START_TEST(shared_queue_is_shared_evenly)
 	struct backend a, b;
 	struct head v[3];
 	struct qheads q;
-	struct taker tk[2] = { { &a, 2, 0 }, { &b, 2, 0 } };
+	struct taker tk[2] = { { &a, 2, 0, false }, { &b, 2, 0, false } };
 	struct claim c = { NULL, tk, 2, &q, 1 };
 
 	backend_init(&a, image_q, 1, 1, 1, 0);
@@ -100,7 +100,7 @@ START_TEST(a_full_list_means_more_may_wait)
 	struct backend a;
 	struct head v[2];
 	struct qheads q;
-	struct taker tk[1] = { { &a, 4, 0 } };
+	struct taker tk[1] = { { &a, 4, 0, false } };
 	struct claim c = { NULL, tk, 1, &q, 1 };
 
 	backend_init(&a, image_q, 1, 1, 3, 0);
@@ -117,7 +117,7 @@ START_TEST(two_queues_by_priority_then_age)
 	struct backend a;
 	struct head img[2], vid[2];
 	struct qheads q[2];
-	struct taker tk[1] = { { &a, 3, 0 } };
+	struct taker tk[1] = { { &a, 3, 0, false } };
 	struct claim c = { NULL, tk, 1, q, 2 };
 
 	backend_init(&a, both_q, 2, 1, 2, 0);
@@ -144,7 +144,7 @@ START_TEST(a_backend_serving_none_of_the_queues_gets_nothing)
 	struct backend a;
 	struct head v[1];
 	struct qheads q;
-	struct taker tk[1] = { { &a, 2, 0 } };
+	struct taker tk[1] = { { &a, 2, 0, false } };
 	struct claim c = { NULL, tk, 1, &q, 1 };
 	static char *other[] = { "video" };
 
@@ -184,6 +184,80 @@ START_TEST(claim_due_rules)
 }
 END_TEST
 
+/* SPEC §4: a retry prefers another backend. */
+START_TEST(a_young_retry_goes_to_another_backend)
+{
+	struct backend a, b;
+	struct head v[3];
+	struct qheads q;
+	struct taker tk[2] = { { &a, 2, 0, false }, { &b, 2, 0, false } };
+	struct claim c = { NULL, tk, 2, &q, 1 };
+
+	backend_init(&a, image_q, 1, 1, 1, 0);
+	backend_init(&b, image_q, 1, 1, 1, 0);
+	a.id = 1;
+	b.id = 2;
+	heads_init(&q, "image", v, 3, 1, 10);
+	v[0].avoid = 1;             /* its last attempt failed on a, just now */
+	assign(&c);
+	/* a comes first in the round but passes the retry over to b. */
+	ck_assert_ptr_eq(v[0].b, &b);
+	ck_assert_ptr_eq(v[1].b, &a);
+	ck_assert_ptr_eq(v[2].b, &a);
+	ck_assert(!tk[1].held_back);
+}
+END_TEST
+
+START_TEST(a_young_retry_waits_while_only_its_backend_claims)
+{
+	struct backend a;
+	struct head v[2];
+	struct qheads q;
+	struct taker tk[1] = { { &a, 2, 0, false } };
+	struct claim c = { NULL, tk, 1, &q, 1 };
+
+	backend_init(&a, image_q, 1, 1, 1, 0);
+	a.id = 7;
+	heads_init(&q, "image", v, 2, 1, 10);
+	q.want = 2;                 /* the list came back full */
+	v[0].avoid = 7;
+	v[0].ready_us = RETRY_AVOID_GRACE_US - 1;
+	assign(&c);
+	ck_assert_ptr_null(v[0].b);                 /* stays queued for now */
+	ck_assert_ptr_eq(v[1].b, &a);               /* the next job is not held up */
+	ck_assert_int_eq(tk[0].got, 1);
+	/* A full list, yet a waits for the poll interval instead of finding
+	 * the same retry again at once. */
+	ck_assert(tk[0].held_back);
+	ck_assert(taker_saw_empty(&c, &tk[0]));
+}
+END_TEST
+
+START_TEST(an_old_retry_may_run_where_it_failed)
+{
+	struct backend a;
+	struct head v[1];
+	struct qheads q;
+	struct taker tk[1] = { { &a, 1, 0, false } };
+	struct claim c = { NULL, tk, 1, &q, 1 };
+
+	backend_init(&a, image_q, 1, 1, 0, 0);
+	a.id = 7;
+	heads_init(&q, "image", v, 1, 1, 10);
+	v[0].avoid = 7;
+	v[0].ready_us = RETRY_AVOID_GRACE_US;       /* no other backend took it */
+	assign(&c);
+	ck_assert_ptr_eq(v[0].b, &a);
+	/* Kept only from the backend it failed on. */
+	heads_init(&q, "image", v, 1, 1, 10);
+	v[0].avoid = 8;
+	tk[0].got = 0;
+	assign(&c);
+	ck_assert_ptr_eq(v[0].b, &a);
+	ck_assert(!tk[0].held_back);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -197,6 +271,9 @@ main(void)
 	tcase_add_test(tc, two_queues_by_priority_then_age);
 	tcase_add_test(tc, a_backend_serving_none_of_the_queues_gets_nothing);
 	tcase_add_test(tc, claim_due_rules);
+	tcase_add_test(tc, a_young_retry_goes_to_another_backend);
+	tcase_add_test(tc, a_young_retry_waits_while_only_its_backend_claims);
+	tcase_add_test(tc, an_old_retry_may_run_where_it_failed);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
