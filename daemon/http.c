@@ -18,6 +18,7 @@ struct http_req {
 	struct curl_slist *headers;
 	curl_mime *form;             /* multipart body, for http_post_form */
 	char *post;                  /* owned copy of the request body */
+	size_t post_len, post_sent;  /* its length; how much libcurl has read */
 	struct buf body;             /* memory replies */
 	http_sink_fn sink;           /* streamed replies */
 	uint64_t limit, received;
@@ -161,6 +162,48 @@ on_header(char *data, size_t size, size_t nmemb, void *userp)
 	return size * nmemb;
 }
 
+/* The POST body, handed to libcurl through a read callback. */
+static size_t
+on_read_body(char *buf, size_t size, size_t nitems, void *userp)
+{
+	struct http_req *r = userp;
+	size_t n = r->post_len - r->post_sent;
+
+	if (n > size * nitems)
+		n = size * nitems;
+	memcpy(buf, r->post + r->post_sent, n);
+	r->post_sent += n;
+	return n;
+}
+
+/* libcurl asks to rewind when a reused connection died under a request, to
+ * send it again on a new one. Once any of the body went out, the backend
+ * may have taken the request (a prompt would then run twice on its GPU):
+ * refuse, so the request fails (CURLE_SEND_FAIL_REWIND) and the caller
+ * checks with the backend instead of resending blind. */
+static int
+on_seek_body(void *userp, curl_off_t offset, int origin)
+{
+	struct http_req *r = userp;
+
+	if (origin == SEEK_SET && offset == 0 && r->post_sent == 0)
+		return CURL_SEEKFUNC_OK;
+	return CURL_SEEKFUNC_CANTSEEK;
+}
+
+static void
+post_body(struct http_req *r, size_t len)
+{
+	r->post_len = len;
+	r->post_sent = 0;
+	curl_easy_setopt(r->easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	curl_easy_setopt(r->easy, CURLOPT_READFUNCTION, on_read_body);
+	curl_easy_setopt(r->easy, CURLOPT_READDATA, r);
+	curl_easy_setopt(r->easy, CURLOPT_SEEKFUNCTION, on_seek_body);
+	curl_easy_setopt(r->easy, CURLOPT_SEEKDATA, r);
+}
+
 static struct http_req *
 req_new(struct http *h, const char *url, uint64_t limit, http_done_fn done, void *arg)
 {
@@ -249,8 +292,7 @@ http_post_json(struct http *h, const char *url, const char *body, size_t len,
 		goto fail;
 	r->headers = l;
 	curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
-	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->post);
-	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	post_body(r, len);
 	return req_start(h, r);
 fail:
 	req_free(r);
@@ -299,8 +341,7 @@ http_post(struct http *h, const char *url, const void *body, size_t len,
 		r->headers = l;
 	}
 	curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
-	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->post);
-	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	post_body(r, len);
 	if (opts->timeout_s > 0) {
 		curl_easy_setopt(r->easy, CURLOPT_TIMEOUT, (long)opts->timeout_s);
 		curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT, (long)opts->timeout_s);
