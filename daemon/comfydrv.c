@@ -173,6 +173,10 @@ comfy_submit(struct genqd *g, struct run *r)
 	 * it calls comfy_submit again when the input is ready. */
 	if (deps_prepare(g, r, comfy_submit))
 		return;
+	if (!run_lease_fresh(g, r)) {
+		run_abandon(g, r);
+		return;
+	}
 	buf_init(&url, 0);
 	buf_init(&body, 0);
 	r->phase = P_SUBMIT;

@@ -176,6 +176,7 @@ struct genqd {
 	int64_t db_retry_at;             /* next reconnect try (monotonic µs) */
 	int db_backoff_ms;
 	int64_t job_lease_at;            /* next renewal of job leases */
+	int64_t job_lease_ok;            /* when the last renewal succeeded */
 	int64_t ttl_at;                  /* next ttl expiry sweep */
 	int64_t retention_at;            /* next output retention pass */
 	bool deps_due;                   /* a job ended: waiting children may move */
@@ -232,6 +233,14 @@ void run_release(struct genqd *g, struct run *r);
 void run_reap(struct genqd *g);
 /* The backend accepted r's prompt: note it on the attempt (best effort). */
 void run_mark_submitted(struct genqd *g, struct run *r);
+/* Does r's job lease surely still hold (renewed, or claimed, less than
+ * lease_s ago with a margin)? A genqd that was stopped longer than that
+ * (SIGSTOP, a stalled VM) may have lost the job to another genqd, so it
+ * must not send it to a backend. */
+bool run_lease_fresh(const struct genqd *g, const struct run *r);
+/* Drop a run whose lease may be gone without touching its row: recovery
+ * (this genqd's or another's) decides what became of it. */
+void run_abandon(struct genqd *g, struct run *r);
 /* The live run for job seq, or NULL. */
 struct run *run_find(struct genqd *g, uint64_t seq);
 /* The backend reports r's progress (0..1): write it to the job, only

@@ -314,6 +314,12 @@ openai_submit(struct genqd *g, struct run *r)
 
 	buf_init(&url, 0);
 	buf_init(&body, 0);
+	if (!run_lease_fresh(g, r)) {
+		free(c);
+		c = NULL;
+		run_abandon(g, r);
+		goto out;
+	}
 	if (c == NULL) {
 		run_fail(g, r, "backend_error", true, "out of memory");
 		goto out;

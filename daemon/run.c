@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include "config.h"
 #include "db.h"
 #include "genqd.h"
 #include "gqtime.h"
@@ -170,4 +171,23 @@ run_progress(struct genqd *g, struct run *r, double value)
 	r->progress = value;
 	if ((rc = db_txn(g->db, progress_txn, &p)) != DB_OK)
 		gqd_db_failed(g, rc, "progress");
+}
+
+/* Room left for the request to reach the backend before the lease ends. */
+#define LEASE_MARGIN_US 1000000LL
+
+bool
+run_lease_fresh(const struct genqd *g, const struct run *r)
+{
+	int64_t since = r->started_mono > g->job_lease_ok ? r->started_mono : g->job_lease_ok;
+
+	return gq_mono_us() < since + (int64_t)g->cfg->lease_s * 1000000LL - LEASE_MARGIN_US;
+}
+
+void
+run_abandon(struct genqd *g, struct run *r)
+{
+	run_log(warn, "run_abandoned", r, " why=%s", "job lease may have expired before submit");
+	run_release(g, r);
+	g->recover_now = true;      /* find out what became of it at once */
 }

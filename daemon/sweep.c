@@ -115,6 +115,7 @@ renew_leases(struct genqd *g, int64_t now)
 		return;
 	}
 	g->job_lease_at = now + (int64_t)g->cfg->lease_s * US_PER_S / 3;
+	g->job_lease_ok = now;
 }
 
 struct expired_row {
