@@ -9,6 +9,7 @@
 #include "genqd.h"
 #include "gqtime.h"
 #include "http.h"
+#include "jsonutil.h"
 
 static const char SQL_BACKENDS[] =
     "SELECT id, name, type, url, max_running, prefetch, draining, healthy, lease_owner, "
@@ -382,4 +383,39 @@ backend_probe_done(struct genqd *g, struct backend *b, bool ok, const char *why)
 	if (b->healthy)
 		exec_backend_update(g, SQL_NOTE_OK, 0, (int64_t)b->id, 1);
 	backend_ok(g, b);
+}
+
+#define PROBE_REPLY_MAX (1u << 20)
+
+/* A probe passes on 200 with a JSON object: what both /system_stats and
+ * /v1/models answer when the server is ready. */
+static void
+on_probe_json(const struct http_result *res, void *arg)
+{
+	struct backend *b = arg;
+	struct json_object *root;
+	char why[256];
+	bool ok;
+
+	b->probe_req = NULL;
+	if (res->curl_code != 0 || res->status != 200) {
+		if (res->curl_code != 0)
+			snprintf(why, sizeof why, "%s: %s", b->probe_what, res->error);
+		else
+			snprintf(why, sizeof why, "%s: HTTP %ld", b->probe_what, res->status);
+		backend_probe_done(b->g, b, false, why);
+		return;
+	}
+	root = gq_json_parse(res->body, res->len, 32, NULL);
+	ok = root != NULL && json_object_is_type(root, json_type_object);
+	json_object_put(root);
+	snprintf(why, sizeof why, "%s: not a JSON object", b->probe_what);
+	backend_probe_done(b->g, b, ok, ok ? "" : why);
+}
+
+void
+backend_probe_json(struct genqd *g, struct backend *b, const char *url, const char *what)
+{
+	b->probe_what = what;
+	b->probe_req = http_get(g->http, url, PROBE_REPLY_MAX, on_probe_json, b);
 }

@@ -430,36 +430,13 @@ comfy_stop(struct genqd *g, struct run *r)
 /* ---- health ---------------------------------------------------------- */
 
 static void
-on_probe(const struct http_result *res, void *arg)
-{
-	struct backend *b = arg;
-	struct json_object *root;
-	char why[256];
-	bool ok;
-
-	b->probe_req = NULL;
-	if (res->curl_code != 0 || res->status != 200) {
-		if (res->curl_code != 0)
-			snprintf(why, sizeof why, "system_stats: %s", res->error);
-		else
-			snprintf(why, sizeof why, "system_stats: HTTP %ld", res->status);
-		backend_probe_done(b->g, b, false, why);
-		return;
-	}
-	root = gq_json_parse(res->body, res->len, 32, NULL);
-	ok = root != NULL && json_object_is_type(root, json_type_object);
-	json_object_put(root);
-	backend_probe_done(b->g, b, ok, ok ? "" : "system_stats: not a JSON object");
-}
-
-static void
 comfy_probe(struct genqd *g, struct backend *b)
 {
 	struct buf url;
 
 	buf_init(&url, 0);
 	if (make_url(&url, b, "/system_stats", NULL) == 0)
-		b->probe_req = http_get(g->http, url.data, SMALL_REPLY_MAX, on_probe, b);
+		backend_probe_json(g, b, url.data, "system_stats");
 	buf_free(&url);
 }
 

@@ -90,6 +90,7 @@ struct backend {
 	int64_t first_fail_at;      /* monotonic µs of the first of them */
 	int64_t next_probe_at;
 	struct http_req *probe_req;
+	const char *probe_what;     /* the probed endpoint, for messages (static) */
 	char *orphans[GQD_ORPHANS_MAX];  /* prompt ids abandoned while it was down */
 	size_t norphans;
 };
@@ -205,6 +206,9 @@ void backend_probes(struct genqd *g, int64_t now);
 /* A request to b worked / failed (counts towards marking it down). */
 void backend_ok(struct genqd *g, struct backend *b);
 void backend_failed(struct genqd *g, struct backend *b, const char *why);
+/* Probe b with GET url, healthy on 200 with a JSON object; what names the
+ * endpoint in messages (a string literal). Ends in backend_probe_done. */
+void backend_probe_json(struct genqd *g, struct backend *b, const char *url, const char *what);
 /* The end of a probe started by proto->probe. */
 void backend_probe_done(struct genqd *g, struct backend *b, bool ok, const char *why);
 /* Remember a prompt to remove from b once b is reachable again. */

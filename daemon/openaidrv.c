@@ -399,29 +399,6 @@ openai_stop(struct genqd *g, struct run *r)
 	run_end(g, r);
 }
 
-static void
-on_probe(const struct http_result *res, void *arg)
-{
-	struct backend *b = arg;
-	struct json_object *root;
-	char why[256];
-	bool ok;
-
-	b->probe_req = NULL;
-	if (res->curl_code != 0 || res->status != 200) {
-		if (res->curl_code != 0)
-			snprintf(why, sizeof why, "models: %s", res->error);
-		else
-			snprintf(why, sizeof why, "models: HTTP %ld", res->status);
-		backend_probe_done(b->g, b, false, why);
-		return;
-	}
-	root = gq_json_parse(res->body, res->len, 32, NULL);
-	ok = root != NULL && json_object_is_type(root, json_type_object);
-	json_object_put(root);
-	backend_probe_done(b->g, b, ok, ok ? "" : "models: not a JSON object");
-}
-
 /* GET /v1/models: every OpenAI-compatible server has it, and llama.cpp
  * answers it 503 while its model loads. */
 static void
@@ -431,7 +408,7 @@ openai_probe(struct genqd *g, struct backend *b)
 
 	buf_init(&url, 0);
 	if (oai_url(&url, b->url, "/models") == 0)
-		b->probe_req = http_get(g->http, url.data, SMALL_REPLY_MAX, on_probe, b);
+		backend_probe_json(g, b, url.data, "models");
 	buf_free(&url);
 }
 
