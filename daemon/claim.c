@@ -18,6 +18,8 @@
 #include "genqd.h"
 #include "gqtime.h"
 #include "jobevent.h"
+#include "log.h"
+#include "sqlrows.h"
 
 /* The best claimable jobs of one queue, locked, with what starting them
  * needs. Jobs past their ttl are left to sweep.c. The order is the index
@@ -29,19 +31,27 @@ static const char SQL_HEADS[] =
     "WHERE queue = ? AND status = 'queued' AND not_before <= UTC_TIMESTAMP(6) "
     "AND GREATEST(created_at, not_before) + INTERVAL ttl_s SECOND > UTC_TIMESTAMP(6) "
     "ORDER BY priority, turn, seq LIMIT ? FOR UPDATE SKIP LOCKED";
-/* The backend is checked in the same statement: a drain (genqctl or the
- * admin API) stops new jobs at once, not at the next table reload, and a
- * genqd whose backend lease ran out cannot start work there. */
-static const char SQL_START[] =
-    "UPDATE jobs SET status = 'running', attempts = attempts + 1, backend_id = ?, prompt_id = ?, "
-    "claimed_by = ?, lease_until = UTC_TIMESTAMP(6) + INTERVAL ? SECOND, "
-    "started_at = COALESCE(started_at, UTC_TIMESTAMP(6)), progress = 0, retry_avoid_backend = NULL, "
-    "error_code = NULL, error_message = NULL, error_retryable = NULL "
-    "WHERE seq = ? AND status = 'queued' AND EXISTS (SELECT 1 FROM backends "
-    "WHERE id = ? AND draining = 0 AND lease_owner = ? AND lease_until > UTC_TIMESTAMP(6))";
-static const char SQL_ATTEMPT[] =
-    "INSERT INTO job_attempts (job_seq, attempt, backend_id, prompt_id, started_at) "
-    "VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6))";
+/* A backend may take jobs only while it is not draining and its lease is
+ * ours. The shared lock makes a drain (genqctl or the admin API) wait for
+ * this claim's commit, so it stops new jobs at once, not at the next table
+ * reload, and a genqd whose backend lease ran out starts nothing there. */
+static const char SQL_BACKEND_OPEN[] =
+    "SELECT 1 FROM backends WHERE id = ? AND draining = 0 AND lease_owner = ? "
+    "AND lease_until > UTC_TIMESTAMP(6) LOCK IN SHARE MODE";
+/* Every job a claim starts, many to a statement: the attempt rows first,
+ * then the jobs take their backend and prompt id from them. */
+static struct sql_rows sql_attempts = SQL_ROWS_INIT(
+    "INSERT INTO job_attempts (job_seq, attempt, backend_id, prompt_id, started_at) VALUES ",
+    "(?, ?, ?, ?, UTC_TIMESTAMP(6))", "");
+static struct sql_rows sql_start = SQL_ROWS_INIT(
+    "UPDATE jobs j JOIN job_attempts a ON a.job_seq = j.seq AND a.attempt = j.attempts + 1 "
+    "SET j.status = 'running', j.attempts = a.attempt, j.backend_id = a.backend_id, "
+    "j.prompt_id = a.prompt_id, j.claimed_by = ?, "
+    "j.lease_until = UTC_TIMESTAMP(6) + INTERVAL ? SECOND, "
+    "j.started_at = COALESCE(j.started_at, UTC_TIMESTAMP(6)), j.progress = 0, "
+    "j.retry_avoid_backend = NULL, j.error_code = NULL, j.error_message = NULL, "
+    "j.error_retryable = NULL WHERE j.status = 'queued' AND j.seq IN (",
+    "?", ")");
 
 #define US_PER_MS 1000LL
 /* Jobs one claim transaction may take from one queue: bounds the time its
@@ -246,42 +256,131 @@ assign(struct claim *c)
 	}
 }
 
-/* Move one assigned head to running with a new attempt. */
+/* May b take jobs in this transaction? (SQL_BACKEND_OPEN) */
 static int
-start_job(struct db *db, struct genqd *g, struct head *h)
+backend_open(struct db *db, struct genqd *g, const struct backend *b, bool *open)
 {
-	struct backend *b = h->b;
+	struct db_stmt *st = db_prepare(db, SQL_BACKEND_OPEN);
+	int rc;
+
+	if (st == NULL)
+		return db_last_status(db);
+	db_bind_i64(st, 0, (int64_t)b->id);
+	db_bind_str(st, 1, g->id);
+	if ((rc = db_exec(st)) != DB_OK)
+		return rc;
+	if ((rc = db_next(st)) < 0)
+		return rc;
+	*open = rc == 1;
+	while (rc == 1)
+		rc = db_next(st);          /* drain the result set */
+	return rc < 0 ? rc : DB_OK;
+}
+
+static struct db_stmt *
+prepare_rows(struct db *db, struct sql_rows *t, size_t n)
+{
+	const char *sql = sql_rows(t, (unsigned)n);
+
+	return sql != NULL ? db_prepare(db, sql) : NULL;
+}
+
+static int
+prepare_failed(struct db *db)
+{
+	int rc = db_last_status(db);
+
+	return rc != DB_OK ? rc : DB_NOMEM;
+}
+
+/* Move up to SQL_ROWS_MAX heads, each assigned to an open backend, to
+ * running with a new attempt: three statements for all of them. */
+static int
+start_jobs(struct db *db, struct genqd *g, struct head **v, size_t n)
+{
+	struct job_event ev[SQL_ROWS_MAX];
 	struct db_stmt *st;
 	int rc;
 
-	if (gq_uuid4(h->prompt_id) < 0)
+	if ((st = prepare_rows(db, &sql_attempts, n)) == NULL)
+		return prepare_failed(db);
+	for (size_t i = 0; i < n; i++) {
+		unsigned c = (unsigned)(4 * i);
+
+		if (gq_uuid4(v[i]->prompt_id) < 0)
+			return DB_ERR;
+		db_bind_i64(st, c, (int64_t)v[i]->seq);
+		db_bind_i64(st, c + 1, v[i]->attempt);
+		db_bind_i64(st, c + 2, (int64_t)v[i]->b->id);
+		db_bind_str(st, c + 3, v[i]->prompt_id);
+	}
+	if ((rc = db_exec(st)) != DB_OK)
+		return rc;
+
+	if ((st = prepare_rows(db, &sql_start, n)) == NULL)
+		return prepare_failed(db);
+	db_bind_str(st, 0, g->id);
+	db_bind_i64(st, 1, g->cfg->lease_s);
+	for (size_t i = 0; i < n; i++)
+		db_bind_i64(st, (unsigned)(2 + i), (int64_t)v[i]->seq);
+	if ((rc = db_exec(st)) != DB_OK)
+		return rc;
+	/* The rows are locked by this transaction and were queued: every one
+	 * moves, or something is badly wrong and nothing may. */
+	if (db_affected_rows(st) != n) {
+		log_error("claim_mismatch", "expected=%zu updated=%llu", n,
+		    (unsigned long long)db_affected_rows(st));
 		return DB_ERR;
-	if ((st = db_prepare(db, SQL_START)) == NULL)
-		return db_last_status(db);
-	db_bind_i64(st, 0, (int64_t)b->id);
-	db_bind_str(st, 1, h->prompt_id);
-	db_bind_str(st, 2, g->id);
-	db_bind_i64(st, 3, g->cfg->lease_s);
-	db_bind_i64(st, 4, (int64_t)h->seq);
-	db_bind_i64(st, 5, (int64_t)b->id);
-	db_bind_str(st, 6, g->id);
-	if ((rc = db_exec(st)) != DB_OK)
-		return rc;
-	if (db_affected_rows(st) != 1)
-		return DB_OK;                   /* b is draining or no longer ours */
-	if ((st = db_prepare(db, SQL_ATTEMPT)) == NULL)
-		return db_last_status(db);
-	db_bind_i64(st, 0, (int64_t)h->seq);
-	db_bind_i64(st, 1, h->attempt);
-	db_bind_i64(st, 2, (int64_t)b->id);
-	db_bind_str(st, 3, h->prompt_id);
-	if ((rc = db_exec(st)) != DB_OK)
-		return rc;
-	if ((rc = job_event_add(db, h->seq, "queued", "running", g->actor, b->name,
-	    h->attempt, b->id)) != DB_OK)
-		return rc;
-	h->started = true;
-	return DB_OK;
+	}
+
+	for (size_t i = 0; i < n; i++) {
+		ev[i] = (struct job_event){ v[i]->seq, "queued", "running", v[i]->b->name,
+		    v[i]->attempt, v[i]->b->id };
+		v[i]->started = true;
+	}
+	return job_events_add(db, ev, n, g->actor);
+}
+
+/* Start every assigned head whose backend is open, SQL_ROWS_MAX at a time. */
+static int
+start_assigned(struct db *db, struct claim *c)
+{
+	struct head *batch[SQL_ROWS_MAX];
+	size_t n = 0;
+	int rc;
+
+	for (size_t t = 0; t < c->ntakers; t++) {
+		struct taker *tk = &c->takers[t];
+		bool open = false;
+
+		if (tk->got == 0)
+			continue;
+		if ((rc = backend_open(db, c->g, tk->b, &open)) != DB_OK)
+			return rc;
+		if (!open) {
+			/* Draining, or no longer ours: its heads stay queued. */
+			for (size_t q = 0; q < c->nqueues; q++)
+				for (size_t i = 0; i < c->queues[q].n; i++)
+					if (c->queues[q].v[i].b == tk->b)
+						c->queues[q].v[i].b = NULL;
+			continue;
+		}
+		for (size_t q = 0; q < c->nqueues; q++) {
+			struct qheads *qh = &c->queues[q];
+
+			for (size_t i = 0; i < qh->n; i++) {
+				if (qh->v[i].b != tk->b)
+					continue;
+				batch[n++] = &qh->v[i];
+				if (n == SQL_ROWS_MAX) {
+					if ((rc = start_jobs(db, c->g, batch, n)) != DB_OK)
+						return rc;
+					n = 0;
+				}
+			}
+		}
+	}
+	return n > 0 ? start_jobs(db, c->g, batch, n) : DB_OK;
 }
 
 static int
@@ -295,6 +394,8 @@ claim_txn(struct db *db, void *arg)
 		if ((rc = lock_heads(db, &c->queues[q])) != DB_OK)
 			return rc;
 	assign(c);
+	if ((rc = start_assigned(db, c)) != DB_OK)
+		return rc;
 	for (size_t q = 0; q < c->nqueues; q++) {
 		struct qheads *qh = &c->queues[q];
 		int64_t top[PRIORITIES];
@@ -304,10 +405,6 @@ claim_txn(struct db *db, void *arg)
 			struct head *h = &qh->v[i];
 			int p = h->priority;
 
-			if (h->b == NULL)
-				continue;
-			if ((rc = start_job(db, c->g, h)) != DB_OK)
-				return rc;
 			if (h->started && p >= 0 && p < PRIORITIES && (!any[p] || h->turn > top[p])) {
 				top[p] = h->turn;
 				any[p] = true;

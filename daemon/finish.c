@@ -178,11 +178,15 @@ succeed(struct db *db, struct finish *f, uint64_t user_id)
 	db_bind_str(st, 3, r->prompt_id);
 	if ((rc = db_exec(st)) != DB_OK)
 		return rc;
-	if (f->held > 0 &&
-	    (rc = ledger_apply(db, user_id, r->seq, "release", f->held, f->g->actor,
-	    "job succeeded: hold released")) != DB_OK)
+	if (f->held > 0 && charge > 0)
+		rc = ledger_settle(db, user_id, r->seq, f->held, charge, f->g->actor,
+		    "job succeeded: hold released", "job succeeded");
+	else if (f->held > 0)
+		rc = ledger_apply(db, user_id, r->seq, "release", f->held, f->g->actor,
+		    "job succeeded: hold released");
+	if (rc != DB_OK)
 		return rc < 0 ? rc : DB_ERR;
-	if (charge > 0 &&
+	if (f->held <= 0 && charge > 0 &&
 	    (rc = ledger_apply(db, user_id, r->seq, "charge", -charge, f->g->actor,
 	    "job succeeded")) != DB_OK)
 		return rc < 0 ? rc : DB_ERR;
@@ -369,6 +373,8 @@ struct batch {
 	size_t n;
 	struct run **marks;          /* nmarks runs whose submit is to be noted */
 	size_t nmarks;
+	struct run **prog;           /* nprog runs whose progress is to be written */
+	size_t nprog;
 };
 
 static const char SQL_SUBMITTED[] =
@@ -401,6 +407,9 @@ batch_txn(struct db *db, void *arg)
 		if ((rc = db_exec(st)) != DB_OK)
 			return rc;
 	}
+	for (size_t i = 0; i < bt->nprog; i++)
+		if ((rc = run_progress_write(db, bt->prog[i])) != DB_OK)
+			return rc;
 	return DB_OK;
 }
 
@@ -442,8 +451,8 @@ void
 finish_flush(struct genqd *g, int64_t now)
 {
 	struct finish f[FINISH_BATCH_MAX];
-	struct run *marks[FINISH_BATCH_MAX];
-	struct batch bt = { g, f, 0, marks, 0 };
+	struct run *marks[FINISH_BATCH_MAX], *prog[FINISH_BATCH_MAX];
+	struct batch bt = { .g = g, .f = f, .marks = marks, .prog = prog };
 	int rc;
 
 	if (!gqd_db_ready(g))
@@ -462,8 +471,11 @@ finish_flush(struct genqd *g, int64_t now)
 		}
 		if (r->submit_noted && bt.nmarks < FINISH_BATCH_MAX)
 			marks[bt.nmarks++] = r;
+		/* Progress of a run that ended is moot: its end says it all. */
+		if (r->progress_noted && r->state == RUN_ACTIVE && bt.nprog < FINISH_BATCH_MAX)
+			prog[bt.nprog++] = r;
 	}
-	if (bt.n == 0 && bt.nmarks == 0)
+	if (bt.n == 0 && bt.nmarks == 0 && bt.nprog == 0)
 		return;
 	/* Output files are written and renamed without a sync each
 	 * (outputs.c): one sync of the file system here makes every one of
@@ -472,20 +484,25 @@ finish_flush(struct genqd *g, int64_t now)
 		log_error("output_sync_failed", "error=\"%s\"", strerror(errno));
 		for (size_t i = 0; i < bt.nmarks; i++)
 			marks[i]->submit_noted = false;
+		for (size_t i = 0; i < bt.nprog; i++)
+			prog[i]->progress_noted = false;
 		for (size_t i = 0; i < bt.n; i++)
 			defer(g, f[i].r);
 		return;
 	}
 	rc = db_txn(g->db, batch_txn, &bt);
-	/* The submit marks are informative only: one try, never retried. */
+	/* The submit marks and progress are informative only: one try, never
+	 * retried. */
 	for (size_t i = 0; i < bt.nmarks; i++)
 		marks[i]->submit_noted = false;
+	for (size_t i = 0; i < bt.nprog; i++)
+		prog[i]->progress_noted = false;
 	if (rc != DB_OK && rc != DB_GONE && bt.n > 1) {
 		/* Not the connection: maybe one attempt the database refuses.
 		 * Each on its own then, so it cannot hold the others back. */
 		gqd_db_failed(g, rc, "finish_batch");
 		for (size_t i = 0; i < bt.n; i++) {
-			struct batch one = { g, &f[i], 1, NULL, 0 };
+			struct batch one = { .g = g, .f = &f[i], .n = 1 };
 
 			if (!gqd_db_ready(g) || (rc = db_txn(g->db, batch_txn, &one)) != DB_OK) {
 				if (gqd_db_ready(g))

@@ -148,6 +148,7 @@ struct run {
 	bool stop_wanted;                /* stop as soon as the submit returns */
 	bool cancel_seen;                /* cancel already acted on */
 	bool submit_noted;               /* accepted: note it at the next flush */
+	bool progress_noted;             /* progress changed: write it at the next flush */
 	struct http_req *req;            /* the request in flight, or NULL */
 	int64_t next_at;                 /* when to poll (or retry a commit) */
 	int64_t verify_at;               /* when to check the backend still has it */
@@ -247,10 +248,13 @@ bool run_lease_fresh(const struct genqd *g, const struct run *r);
 void run_abandon(struct genqd *g, struct run *r);
 /* The live run for job seq, or NULL. */
 struct run *run_find(struct genqd *g, uint64_t seq);
-/* The backend reports r's progress (0..1): write it to the job, only
- * forward within the attempt and at most once a second, with its progress
- * webhook; best effort (a later report, or the job's end, says it again). */
+/* The backend reports r's progress (0..1): noted for the job, only forward
+ * within the attempt and at most once a second, and written with its
+ * progress webhook by the next finish_flush; best effort (a later report,
+ * or the job's end, says it again). */
 void run_progress(struct genqd *g, struct run *r, double value);
+/* Write r's noted progress inside the caller's transaction. */
+int run_progress_write(struct db *db, struct run *r);
 /* Poll the runs whose time has come; retry pending commits. */
 void run_tick(struct genqd *g, int64_t now);
 /* Earliest next_at of the runs (INT64_MAX when none). */

@@ -134,43 +134,36 @@ run_next_deadline(const struct genqd *g)
 	return next;
 }
 
-struct progress_txn {
-	struct run *r;
-	double value;
-};
-
-static int
-progress_txn(struct db *db, void *arg)
+int
+run_progress_write(struct db *db, struct run *r)
 {
-	struct progress_txn *p = arg;
 	struct db_stmt *st = db_prepare(db, SQL_PROGRESS);
 	int rc;
 
 	if (st == NULL)
 		return db_last_status(db);
-	db_bind_double(st, 0, p->value);
-	db_bind_i64(st, 1, (int64_t)p->r->seq);
-	db_bind_str(st, 2, p->r->prompt_id);
+	db_bind_double(st, 0, r->progress);
+	db_bind_i64(st, 1, (int64_t)r->seq);
+	db_bind_str(st, 2, r->prompt_id);
 	if ((rc = db_exec(st)) != DB_OK)
 		return rc;
 	if (db_affected_rows(st) != 1)
 		return DB_OK;                 /* ended meanwhile, or no change */
-	return job_progress_notify(db, p->r->seq);
+	return job_progress_notify(db, r->seq);
 }
 
 void
 run_progress(struct genqd *g, struct run *r, double value)
 {
-	struct progress_txn p = { r, value };
 	int64_t now = gq_mono_us();
-	int rc;
 
-	if (!(value >= 0) || value <= r->progress || now < r->progress_at || !gqd_db_ready(g))
+	if (!(value >= 0) || value <= r->progress || now < r->progress_at)
 		return;
 	r->progress_at = now + PROGRESS_EVERY_US;
 	r->progress = value;
-	if ((rc = db_txn(g->db, progress_txn, &p)) != DB_OK)
-		gqd_db_failed(g, rc, "progress");
+	/* Written with the next batch of completions (finish.c), in the same
+	 * turn of the loop: no commit of its own. */
+	r->progress_noted = true;
 }
 
 /* Room left for the request to reach the backend before the lease ends. */

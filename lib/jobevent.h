@@ -14,6 +14,19 @@ struct db;
 int job_event_add(struct db *db, uint64_t job_seq, const char *from, const char *to,
     const char *actor, const char *reason, int attempt, uint64_t backend_id);
 
+/* One state change of a job, for job_events_add. */
+struct job_event {
+	uint64_t job_seq;
+	const char *from, *to;       /* from may be NULL (creation) */
+	const char *reason;          /* may be NULL */
+	int attempt;                 /* 0: none */
+	uint64_t backend_id;         /* 0: none */
+};
+
+/* job_event_add for n changes by one actor, a few statements for all of
+ * them. DB_OK or a negative db status. */
+int job_events_add(struct db *db, const struct job_event *v, size_t n, const char *actor);
+
 /* The job's progress changed (call at most about once a second, in the
  * transaction that writes it): queues a progress webhook if the job wants
  * one and none was queued in the last second. DB_OK or a negative status. */

@@ -12,20 +12,28 @@
  * when two transactions race: the second one sees the first's row lock. */
 static const char SQL_MOVE_BALANCE[] =
     "UPDATE users SET balance = balance + ? WHERE id = ? AND balance + ? >= 0";
-static const char SQL_BALANCE[] =
-    "SELECT balance FROM users WHERE id = ?";
+/* The row carries the balance after the move, read under the row lock the
+ * update above took. */
 static const char SQL_INSERT_ROW[] =
     "INSERT INTO ledger (user_id, job_seq, kind, amount, balance_after, at, actor, note) "
-    "VALUES (?, ?, ?, ?, ?, UTC_TIMESTAMP(6), ?, ?)";
+    "SELECT id, ?, ?, ?, balance, UTC_TIMESTAMP(6), ?, ? FROM users WHERE id = ?";
+/* A settle's two rows in one statement: release, then charge. */
+static const char SQL_INSERT_SETTLE[] =
+    "INSERT INTO ledger (user_id, job_seq, kind, amount, balance_after, at, actor, note) "
+    "SELECT id, ?, 'release', ?, balance + ?, UTC_TIMESTAMP(6), ?, ? FROM users WHERE id = ? "
+    "UNION ALL "
+    "SELECT id, ?, 'charge', ?, balance, UTC_TIMESTAMP(6), ?, ? FROM users WHERE id = ?";
 
-int
-ledger_apply(struct db *db, uint64_t user_id, uint64_t job_seq,
-    const char *kind, int64_t amount, const char *actor, const char *note)
+static int
+move_balance(struct db *db, uint64_t user_id, int64_t amount)
 {
 	struct db_stmt *st;
-	int64_t balance;
 	int rc;
 
+	/* Nothing moves (a charge of all that was held): no row would change,
+	 * and the ledger rows' read locks the user row all the same. */
+	if (amount == 0)
+		return DB_OK;
 	if ((st = db_prepare(db, SQL_MOVE_BALANCE)) == NULL)
 		return db_last_status(db);
 	db_bind_i64(st, 0, amount);
@@ -35,29 +43,67 @@ ledger_apply(struct db *db, uint64_t user_id, uint64_t job_seq,
 		return rc;
 	if (db_affected_rows(st) != 1)
 		return amount < 0 ? LEDGER_INSUFFICIENT : DB_ERR;
+	return DB_OK;
+}
 
-	if ((st = db_prepare(db, SQL_BALANCE)) == NULL)
-		return db_last_status(db);
-	db_bind_i64(st, 0, (int64_t)user_id);
-	if ((rc = db_exec(st)) != DB_OK)
+static void
+bind_job(struct db_stmt *st, unsigned i, uint64_t job_seq)
+{
+	if (job_seq)
+		db_bind_i64(st, i, (int64_t)job_seq);
+	else
+		db_bind_null(st, i);
+}
+
+int
+ledger_apply(struct db *db, uint64_t user_id, uint64_t job_seq,
+    const char *kind, int64_t amount, const char *actor, const char *note)
+{
+	struct db_stmt *st;
+	int rc;
+
+	if ((rc = move_balance(db, user_id, amount)) != DB_OK)
 		return rc;
-	if ((rc = db_next(st)) != 1)
-		return rc < 0 ? rc : DB_ERR;
-	balance = db_i64(st, 0);
-
 	if ((st = db_prepare(db, SQL_INSERT_ROW)) == NULL)
 		return db_last_status(db);
-	db_bind_i64(st, 0, (int64_t)user_id);
-	if (job_seq)
-		db_bind_i64(st, 1, (int64_t)job_seq);
-	else
-		db_bind_null(st, 1);
-	db_bind_str(st, 2, kind);
-	db_bind_i64(st, 3, amount);
-	db_bind_i64(st, 4, balance);
-	db_bind_str(st, 5, actor);
-	db_bind_str(st, 6, note);
-	return db_exec(st);
+	bind_job(st, 0, job_seq);
+	db_bind_str(st, 1, kind);
+	db_bind_i64(st, 2, amount);
+	db_bind_str(st, 3, actor);
+	db_bind_str(st, 4, note);
+	db_bind_i64(st, 5, (int64_t)user_id);
+	if ((rc = db_exec(st)) != DB_OK)
+		return rc;
+	return db_affected_rows(st) == 1 ? DB_OK : DB_ERR;
+}
+
+int
+ledger_settle(struct db *db, uint64_t user_id, uint64_t job_seq, int64_t held,
+    int64_t charge, const char *actor, const char *release_note, const char *charge_note)
+{
+	struct db_stmt *st;
+	int rc;
+
+	if (held < 0 || charge < 0 || charge > held)
+		return DB_ERR;
+	if ((rc = move_balance(db, user_id, held - charge)) != DB_OK)
+		return rc;
+	if ((st = db_prepare(db, SQL_INSERT_SETTLE)) == NULL)
+		return db_last_status(db);
+	bind_job(st, 0, job_seq);
+	db_bind_i64(st, 1, held);
+	db_bind_i64(st, 2, charge);
+	db_bind_str(st, 3, actor);
+	db_bind_str(st, 4, release_note);
+	db_bind_i64(st, 5, (int64_t)user_id);
+	bind_job(st, 6, job_seq);
+	db_bind_i64(st, 7, -charge);
+	db_bind_str(st, 8, actor);
+	db_bind_str(st, 9, charge_note);
+	db_bind_i64(st, 10, (int64_t)user_id);
+	if ((rc = db_exec(st)) != DB_OK)
+		return rc;
+	return db_affected_rows(st) == 2 ? DB_OK : DB_ERR;
 }
 
 int

@@ -19,6 +19,12 @@ struct db;
 int ledger_apply(struct db *db, uint64_t user_id, uint64_t job_seq,
     const char *kind, int64_t amount, const char *actor, const char *note);
 
+/* A job's end with a charge: its hold released and the charge taken, as
+ * the two rows ledger_apply would write ("release" +held, then "charge"
+ * -charge) with one balance move. 0 <= charge <= held. */
+int ledger_settle(struct db *db, uint64_t user_id, uint64_t job_seq, int64_t held,
+    int64_t charge, const char *actor, const char *release_note, const char *charge_note);
+
 /* Parse "12", "0.5", "3.000001" credits into micro-credits; -1 if malformed,
  * negative, more than 6 decimals, or too large. */
 int ledger_parse_credits(const char *s, int64_t *micro);

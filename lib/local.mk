@@ -15,6 +15,7 @@ lib_libgenq_a_SOURCES = \
 	lib/ledger.c lib/ledger.h \
 	lib/log.c lib/log.h \
 	lib/secure.c lib/secure.h \
+	lib/sqlrows.c lib/sqlrows.h \
 	lib/wake.c lib/wake.h
 
 # What every binary linking libgenq.a needs.

@@ -12,6 +12,7 @@
 #include "gqtime.h"
 #include "jsonutil.h"
 #include "ledger.h"
+#include "sqlrows.h"
 #include "log.h"
 #include "secure.h"
 
@@ -329,6 +330,32 @@ START_TEST(log_lines_stay_one_valid_line)
 }
 END_TEST
 
+START_TEST(sql_rows_builds_one_text_per_count)
+{
+	static struct sql_rows t = SQL_ROWS_INIT("INSERT INTO x (a, b) VALUES ", "(?, ?)",
+	    " ON DUPLICATE KEY UPDATE b = b");
+	const char *one = sql_rows(&t, 1), *three = sql_rows(&t, 3), *max;
+
+	ck_assert_str_eq(one, "INSERT INTO x (a, b) VALUES (?, ?) ON DUPLICATE KEY UPDATE b = b");
+	ck_assert_str_eq(three,
+	    "INSERT INTO x (a, b) VALUES (?, ?), (?, ?), (?, ?) ON DUPLICATE KEY UPDATE b = b");
+	/* The same address each time: db_prepare caches by it. */
+	ck_assert_ptr_eq(sql_rows(&t, 3), three);
+	ck_assert_ptr_null(sql_rows(&t, 0));
+	ck_assert_ptr_null(sql_rows(&t, SQL_ROWS_MAX + 1));
+	max = sql_rows(&t, SQL_ROWS_MAX);
+	ck_assert_ptr_nonnull(max);
+	{
+		size_t marks = 0;
+		for (const char *p = max; *p; p++)
+			marks += *p == '?';
+		ck_assert_uint_eq(marks, 2 * SQL_ROWS_MAX);
+	}
+	for (unsigned n = 0; n <= SQL_ROWS_MAX; n++)
+		free(t.text[n]), t.text[n] = NULL;
+}
+END_TEST
+
 static Suite *
 lib_suite(void)
 {
@@ -349,6 +376,7 @@ lib_suite(void)
 	tcase_add_test(tc, log_v_is_bare_only_when_safe);
 	tcase_add_test(tc, log_escape_cuts_between_characters);
 	tcase_add_test(tc, log_lines_stay_one_valid_line);
+	tcase_add_test(tc, sql_rows_builds_one_text_per_count);
 	suite_add_tcase(s, tc);
 	return s;
 }
