@@ -15,13 +15,14 @@
 #include "jobevent.h"
 #include "ledger.h"
 #include "policy.h"
+#include "sqlrows.h"
 
-/* The job row, locked. The checks after it (still running, this prompt,
- * claimed by us) make the whole transaction a no-op when it runs again
- * after a commit whose answer was lost. */
-static const char SQL_LOCK_JOB[] =
-    "SELECT user_id, status, prompt_id, claimed_by, attempts, max_attempts, cost_held, "
-    "cancel_requested FROM jobs WHERE seq = ? FOR UPDATE";
+/* The batch's job rows, locked in one statement. The checks after it
+ * (still running, this prompt, claimed by us) make the whole transaction a
+ * no-op for a job when it runs again after a commit whose answer was lost. */
+static struct sql_rows sql_lock_jobs = SQL_ROWS_INIT(
+    "SELECT seq, user_id, status, prompt_id, claimed_by, attempts, max_attempts, cost_held, "
+    "cancel_requested FROM jobs WHERE seq IN (", "?", ") FOR UPDATE");
 static const char SQL_QUEUE_PRICE[] =
     "SELECT price_per_job, price_per_second FROM queues WHERE name = ?";
 static const char SQL_ATTEMPT_AGE_MS[] =
@@ -48,9 +49,13 @@ static const char SQL_REQUEUE[] =
     "retry_avoid_backend = backend_id, "   /* before backend_id = NULL: left to right */
     "backend_id = NULL, prompt_id = NULL, claimed_by = NULL, lease_until = NULL, progress = NULL "
     "WHERE seq = ? AND status = 'running' AND prompt_id = ?";
+/* submitted_at too when the backend's acceptance was not noted yet (the
+ * attempt ended within one turn of the loop). */
 static const char SQL_ATTEMPT_END[] =
     "UPDATE job_attempts SET finished_at = UTC_TIMESTAMP(6), outcome = ?, error_code = ?, "
-    "error_message = LEFT(?, 2048) WHERE job_seq = ? AND attempt = ?";
+    "error_message = LEFT(?, 2048), "
+    "submitted_at = IF(?, COALESCE(submitted_at, UTC_TIMESTAMP(6)), submitted_at) "
+    "WHERE job_seq = ? AND attempt = ?";
 static const char SQL_HAND_BACK_ALL[] =
     "UPDATE jobs SET claimed_by = NULL, lease_until = UTC_TIMESTAMP(6) "
     "WHERE claimed_by = ? AND status = 'running'";
@@ -78,6 +83,39 @@ struct finish {
 	int64_t held, charged;
 	char reason[GQD_MSG_MAX + 64];
 	bool stale;                /* the job was no longer this attempt's */
+	/* The job row, as locked by lock_batch. */
+	bool ours;                 /* running this attempt's prompt, claimed by us */
+	uint64_t user_id;
+	int attempts, max_attempts;
+	bool cancel;
+};
+
+/* A queue's price, read once per batch transaction. */
+struct price {
+	const char *queue;         /* borrowed from a run */
+	bool found;
+	int64_t per_job, per_second;
+};
+
+#define PRICES_MAX 16
+
+/* Attempts ended in one transaction: one commit (one log flush) for many
+ * completions is what lets a busy genqd keep up with fast backends. */
+#define FINISH_BATCH_MAX SQL_ROWS_MAX
+
+struct batch {
+	struct genqd *g;
+	struct finish *f;            /* n ended runs */
+	size_t n;
+	struct run **marks;          /* nmarks runs whose submit is to be noted */
+	size_t nmarks;
+	struct run **prog;           /* nprog runs whose progress is to be written */
+	size_t nprog;
+	/* Per transaction: */
+	struct price prices[PRICES_MAX];
+	size_t nprices;
+	struct job_event ev[FINISH_BATCH_MAX];
+	size_t nev;
 };
 
 static int
@@ -86,31 +124,65 @@ exec_or(struct db *db, struct db_stmt *st)
 	return st == NULL ? db_last_status(db) : db_exec(st);
 }
 
-/* Run time to charge: the backend's own record when it has one, else the
- * age of the attempt in the database. */
+/* The price of a queue, from the batch's cache or the database. */
 static int
-charge_of(struct db *db, struct finish *f, int64_t *charge)
+price_of(struct db *db, struct batch *bt, const char *queue, const struct price **out)
 {
-	struct run *r = f->r;
 	struct db_stmt *st;
-	int64_t per_job = 0, per_second = 0, run_ms = r->out.run_ms;
+	struct price *p;
 	int rc;
 
+	for (size_t i = 0; i < bt->nprices; i++)
+		if (strcmp(bt->prices[i].queue, queue) == 0) {
+			*out = &bt->prices[i];
+			return DB_OK;
+		}
+	if (bt->nprices == PRICES_MAX)
+		bt->nprices = 0;             /* many queues in one batch: start over */
+	p = &bt->prices[bt->nprices];
+	memset(p, 0, sizeof *p);
+	p->queue = queue;
 	if ((st = db_prepare(db, SQL_QUEUE_PRICE)) == NULL)
 		return db_last_status(db);
-	db_bind_str(st, 0, r->queue);
+	db_bind_str(st, 0, queue);
 	if ((rc = db_exec(st)) != DB_OK)
 		return rc;
 	if ((rc = db_next(st)) < 0)
 		return rc;
 	if (rc == 1) {
-		per_job = db_i64(st, 0);
-		per_second = db_i64(st, 1);
-	} else {
+		p->found = true;
+		p->per_job = db_i64(st, 0);
+		p->per_second = db_i64(st, 1);
+		while ((rc = db_next(st)) == 1)
+			;
+		if (rc < 0)
+			return rc;
+	}
+	bt->nprices++;
+	*out = p;
+	return DB_OK;
+}
+
+/* Run time to charge: the backend's own record when it has one, else the
+ * age of the attempt in the database. */
+static int
+charge_of(struct db *db, struct batch *bt, struct finish *f, int64_t *charge)
+{
+	struct run *r = f->r;
+	const struct price *price = NULL;
+	struct db_stmt *st;
+	int64_t per_job, per_second, run_ms = r->out.run_ms;
+	int rc;
+
+	if ((rc = price_of(db, bt, r->queue, &price)) != DB_OK)
+		return rc;
+	if (!price->found) {
 		/* The queue is gone: charge what was held. */
 		*charge = f->held;
 		return DB_OK;
 	}
+	per_job = price->per_job;
+	per_second = price->per_second;
 	if (run_ms < 0 && per_second > 0) {
 		if ((st = db_prepare(db, SQL_ATTEMPT_AGE_MS)) == NULL)
 			return db_last_status(db);
@@ -158,14 +230,14 @@ insert_outputs(struct db *db, struct finish *f)
 }
 
 static int
-succeed(struct db *db, struct finish *f, uint64_t user_id)
+succeed(struct db *db, struct batch *bt, struct finish *f, uint64_t user_id)
 {
 	struct run *r = f->r;
 	struct db_stmt *st;
 	int64_t charge = 0;
 	int rc;
 
-	if ((rc = charge_of(db, f, &charge)) != DB_OK)
+	if ((rc = charge_of(db, bt, f, &charge)) != DB_OK)
 		return rc;
 	f->charged = charge;
 	if ((rc = insert_outputs(db, f)) != DB_OK)
@@ -254,41 +326,64 @@ record_attempt(struct db *db, struct finish *f)
 		db_bind_null(st, 1);
 		db_bind_null(st, 2);
 	}
-	db_bind_i64(st, 3, (int64_t)r->seq);
-	db_bind_i64(st, 4, r->attempt);
+	db_bind_i64(st, 3, r->submit_noted);
+	db_bind_i64(st, 4, (int64_t)r->seq);
+	db_bind_i64(st, 5, r->attempt);
 	return exec_or(db, st);
 }
 
-/* End one attempt inside the batch's transaction. FINISH_STALE (before
- * anything is written) when the job is no longer this attempt's. */
+/* Lock the batch's job rows and note which are still their attempt's. */
 static int
-finish_one(struct db *db, struct finish *f)
+lock_batch(struct db *db, struct batch *bt)
 {
-	struct run *r = f->r;
-	struct db_stmt *st = db_prepare(db, SQL_LOCK_JOB);
-	const char *status, *prompt_id, *owner;
-	uint64_t user_id;
-	int attempts, max_attempts, rc;
-	bool cancel;
+	struct db_stmt *st;
+	int rc;
 
-	if (st == NULL)
-		return db_last_status(db);
-	db_bind_i64(st, 0, (int64_t)r->seq);
+	for (size_t i = 0; i < bt->n; i++)
+		bt->f[i].ours = false;
+	if ((st = db_prepare(db, sql_rows(&sql_lock_jobs, (unsigned)bt->n))) == NULL)
+		return db_last_status(db) != DB_OK ? db_last_status(db) : DB_NOMEM;
+	for (size_t i = 0; i < bt->n; i++)
+		db_bind_i64(st, (unsigned)i, (int64_t)bt->f[i].r->seq);
 	if ((rc = db_exec(st)) != DB_OK)
 		return rc;
-	if ((rc = db_next(st)) != 1)
-		return rc < 0 ? rc : FINISH_STALE;
-	status = db_text(st, 1, NULL);
-	prompt_id = db_text(st, 2, NULL);
-	owner = db_text(st, 3, NULL);
-	if (status == NULL || strcmp(status, "running") != 0 || prompt_id == NULL ||
-	    strcmp(prompt_id, r->prompt_id) != 0 || owner == NULL || strcmp(owner, f->g->id) != 0)
+	while ((rc = db_next(st)) == 1) {
+		uint64_t seq = (uint64_t)db_i64(st, 0);
+		const char *status = db_text(st, 2, NULL);
+		const char *prompt_id = db_text(st, 3, NULL);
+		const char *owner = db_text(st, 4, NULL);
+
+		for (size_t i = 0; i < bt->n; i++) {
+			struct finish *f = &bt->f[i];
+
+			if (f->r->seq != seq)
+				continue;
+			f->ours = status != NULL && strcmp(status, "running") == 0 &&
+			    prompt_id != NULL && strcmp(prompt_id, f->r->prompt_id) == 0 &&
+			    owner != NULL && strcmp(owner, bt->g->id) == 0;
+			f->user_id = (uint64_t)db_i64(st, 1);
+			f->attempts = (int)db_i64(st, 5);
+			f->max_attempts = (int)db_i64(st, 6);
+			f->held = db_i64(st, 7);
+			f->cancel = db_i64(st, 8) != 0;
+		}
+	}
+	return rc < 0 ? rc : DB_OK;
+}
+
+/* End one attempt inside the batch's transaction, its row locked by
+ * lock_batch. FINISH_STALE (nothing written) when the job is no longer
+ * this attempt's. */
+static int
+finish_one(struct db *db, struct batch *bt, struct finish *f)
+{
+	struct run *r = f->r;
+	uint64_t user_id = f->user_id;
+	int attempts = f->attempts, max_attempts = f->max_attempts, rc = DB_OK;
+	bool cancel = f->cancel;
+
+	if (!f->ours)
 		return FINISH_STALE;
-	user_id = (uint64_t)db_i64(st, 0);
-	attempts = (int)db_i64(st, 4);
-	max_attempts = (int)db_i64(st, 5);
-	f->held = db_i64(st, 6);
-	cancel = db_i64(st, 7) != 0;
 	f->charged = 0;
 
 	switch (r->out.kind) {
@@ -310,7 +405,7 @@ finish_one(struct db *db, struct finish *f)
 
 	switch (f->verdict) {
 	case V_SUCCEEDED:
-		rc = succeed(db, f, user_id);
+		rc = succeed(db, bt, f, user_id);
 		snprintf(f->reason, sizeof f->reason, "%zu output(s)", r->out.noutputs);
 		break;
 	case V_RETRY:
@@ -332,8 +427,9 @@ finish_one(struct db *db, struct finish *f)
 	policy_utf8_fix(f->reason);
 	if ((rc = record_attempt(db, f)) != DB_OK)
 		return rc;
-	return job_event_add(db, r->seq, "running", verdict_status[f->verdict], f->g->actor,
-	    f->reason, r->attempt, r->backend->id);
+	bt->ev[bt->nev++] = (struct job_event){ r->seq, "running", verdict_status[f->verdict],
+	    f->reason, r->attempt, r->backend->id };
+	return DB_OK;
 }
 
 static void
@@ -363,23 +459,23 @@ log_verdict(struct finish *f)
 	}
 }
 
-/* Attempts ended in one transaction: one commit (one log flush) for many
- * completions is what lets a busy genqd keep up with fast backends. */
-#define FINISH_BATCH_MAX 64
-
-struct batch {
-	struct genqd *g;
-	struct finish *f;            /* n ended runs */
-	size_t n;
-	struct run **marks;          /* nmarks runs whose submit is to be noted */
-	size_t nmarks;
-	struct run **prog;           /* nprog runs whose progress is to be written */
-	size_t nprog;
-};
-
-static const char SQL_SUBMITTED[] =
+/* Backends' acceptances of prompts still running, noted in the batch. A
+ * prompt id names one attempt (unique key job_attempts_prompt). */
+static struct sql_rows sql_submitted = SQL_ROWS_INIT(
     "UPDATE job_attempts SET submitted_at = UTC_TIMESTAMP(6) "
-    "WHERE job_seq = ? AND attempt = ? AND submitted_at IS NULL";
+    "WHERE submitted_at IS NULL AND prompt_id IN (", "?", ")");
+
+static int
+note_submitted(struct db *db, struct run **v, size_t n)
+{
+	struct db_stmt *st;
+
+	if ((st = db_prepare(db, sql_rows(&sql_submitted, (unsigned)n))) == NULL)
+		return db_last_status(db) != DB_OK ? db_last_status(db) : DB_NOMEM;
+	for (size_t i = 0; i < n; i++)
+		db_bind_str(st, (unsigned)i, v[i]->prompt_id);
+	return db_exec(st);
+}
 
 static int
 batch_txn(struct db *db, void *arg)
@@ -387,26 +483,24 @@ batch_txn(struct db *db, void *arg)
 	struct batch *bt = arg;
 	int rc;
 
+	bt->nprices = 0;
+	bt->nev = 0;
+	if (bt->n > 0 && (rc = lock_batch(db, bt)) != DB_OK)
+		return rc;
 	for (size_t i = 0; i < bt->n; i++) {
 		struct finish *f = &bt->f[i];
 
 		f->stale = false;
-		rc = finish_one(db, f);
+		rc = finish_one(db, bt, f);
 		if (rc == FINISH_STALE)
 			f->stale = true;        /* nothing written for it; go on */
 		else if (rc != DB_OK)
 			return rc;
 	}
-	for (size_t i = 0; i < bt->nmarks; i++) {
-		struct db_stmt *st = db_prepare(db, SQL_SUBMITTED);
-
-		if (st == NULL)
-			return db_last_status(db);
-		db_bind_i64(st, 0, (int64_t)bt->marks[i]->seq);
-		db_bind_i64(st, 1, bt->marks[i]->attempt);
-		if ((rc = db_exec(st)) != DB_OK)
-			return rc;
-	}
+	if (bt->nev > 0 && (rc = job_events_add(db, bt->ev, bt->nev, bt->g->actor)) != DB_OK)
+		return rc;
+	if (bt->nmarks > 0 && (rc = note_submitted(db, bt->marks, bt->nmarks)) != DB_OK)
+		return rc;
 	for (size_t i = 0; i < bt->nprog; i++)
 		if ((rc = run_progress_write(db, bt->prog[i])) != DB_OK)
 			return rc;
@@ -469,7 +563,8 @@ finish_flush(struct genqd *g, int64_t now)
 			/* Chosen once, so a rerun of the transaction decides the same. */
 			x->backoff_ms = policy_backoff_ms(r->attempt, gq_random_u32());
 		}
-		if (r->submit_noted && bt.nmarks < FINISH_BATCH_MAX)
+		/* An ended run's acceptance is written with its end. */
+		if (r->submit_noted && r->state != RUN_ENDED && bt.nmarks < FINISH_BATCH_MAX)
 			marks[bt.nmarks++] = r;
 		/* Progress of a run that ended is moot: its end says it all. */
 		if (r->progress_noted && r->state == RUN_ACTIVE && bt.nprog < FINISH_BATCH_MAX)
