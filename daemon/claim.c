@@ -27,7 +27,7 @@
  * rows it takes, however deep the queue. */
 static const char SQL_HEADS[] =
     "SELECT seq, priority, turn, id, attempts, timeout_s, input, retry_avoid_backend, "
-    "TIMESTAMPDIFF(MICROSECOND, not_before, UTC_TIMESTAMP(6)) FROM jobs "
+    "TIMESTAMPDIFF(MICROSECOND, not_before, UTC_TIMESTAMP(6)), webhook_url IS NULL FROM jobs "
     "WHERE queue = ? AND status = 'queued' AND not_before <= UTC_TIMESTAMP(6) "
     "AND GREATEST(created_at, not_before) + INTERVAL ttl_s SECOND > UTC_TIMESTAMP(6) "
     "ORDER BY priority, turn, seq LIMIT ? FOR UPDATE SKIP LOCKED";
@@ -80,6 +80,7 @@ struct head {
 	bool started;                /* moved to running in this transaction */
 	uint64_t avoid;              /* backend of the failed attempt; 0: none */
 	int64_t ready_us;            /* since its backoff ended */
+	bool no_webhook;
 };
 
 /* One queue that backends with room serve, and its locked heads in claim
@@ -178,6 +179,7 @@ lock_heads(struct db *db, struct qheads *qh)
 		h->input_len = input_len;
 		h->avoid = (uint64_t)db_i64(st, 7);
 		h->ready_us = db_i64(st, 8);
+		h->no_webhook = db_i64(st, 9) != 0;
 		qh->n++;
 	}
 	return rc < 0 ? rc : DB_OK;
@@ -335,7 +337,7 @@ start_jobs(struct db *db, struct genqd *g, struct head **v, size_t n)
 
 	for (size_t i = 0; i < n; i++) {
 		ev[i] = (struct job_event){ v[i]->seq, "queued", "running", v[i]->b->name,
-		    v[i]->attempt, v[i]->b->id };
+		    v[i]->attempt, v[i]->b->id, v[i]->no_webhook };
 		v[i]->started = true;
 	}
 	return job_events_add(db, ev, n, g->actor);

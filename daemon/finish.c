@@ -22,7 +22,7 @@
  * no-op for a job when it runs again after a commit whose answer was lost. */
 static struct sql_rows sql_lock_jobs = SQL_ROWS_INIT(
     "SELECT seq, user_id, status, prompt_id, claimed_by, attempts, max_attempts, cost_held, "
-    "cancel_requested FROM jobs WHERE seq IN (", "?", ") FOR UPDATE");
+    "cancel_requested, webhook_url IS NULL FROM jobs WHERE seq IN (", "?", ") FOR UPDATE");
 static const char SQL_QUEUE_PRICE[] =
     "SELECT price_per_job, price_per_second FROM queues WHERE name = ?";
 static const char SQL_ATTEMPT_AGE_MS[] =
@@ -88,6 +88,7 @@ struct finish {
 	uint64_t user_id;
 	int attempts, max_attempts;
 	bool cancel;
+	bool no_webhook;
 };
 
 /* A queue's price, read once per batch transaction. */
@@ -366,6 +367,7 @@ lock_batch(struct db *db, struct batch *bt)
 			f->max_attempts = (int)db_i64(st, 6);
 			f->held = db_i64(st, 7);
 			f->cancel = db_i64(st, 8) != 0;
+			f->no_webhook = db_i64(st, 9) != 0;
 		}
 	}
 	return rc < 0 ? rc : DB_OK;
@@ -428,7 +430,7 @@ finish_one(struct db *db, struct batch *bt, struct finish *f)
 	if ((rc = record_attempt(db, f)) != DB_OK)
 		return rc;
 	bt->ev[bt->nev++] = (struct job_event){ r->seq, "running", verdict_status[f->verdict],
-	    f->reason, r->attempt, r->backend->id };
+	    f->reason, r->attempt, r->backend->id, f->no_webhook };
 	return DB_OK;
 }
 

@@ -206,11 +206,6 @@ static void
 run_timers(struct genqd *g, struct timers *t, int64_t now)
 {
 	db_maintain(g, now);
-	if (gqd_db_ready(g) && now >= t->reload_at) {
-		backend_reload(g);
-		t->last_reload = now;
-		t->reload_at = now + RELOAD_EVERY_US;
-	}
 	if (gqd_db_ready(g))
 		backend_leases(g, now);
 	if (gqd_db_ready(g) && !g->stopping && (now >= t->recover_at || g->recover_now)) {
@@ -234,6 +229,16 @@ run_timers(struct genqd *g, struct timers *t, int64_t now)
 		claim_due(g, now);
 	if (gqd_db_ready(g) && !g->stopping)
 		webhook_tick(g, now);
+	/* After the claim: a wake-up (a new job, often) reloads the backends
+	 * too, and the job should not wait for that. New backends get their
+	 * lease at once and their first claim at the next turn. */
+	if (gqd_db_ready(g) && now >= t->reload_at) {
+		backend_reload(g);
+		t->last_reload = now;
+		t->reload_at = now + RELOAD_EVERY_US;
+		if (gqd_db_ready(g))
+			backend_leases(g, now);
+	}
 	backend_probes(g, now);
 	comfyws_tick(g, now);
 	run_tick(g, now);

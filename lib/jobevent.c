@@ -63,7 +63,7 @@ outbox_add(struct db *db, const struct job_event *v, size_t n, const char *event
 
 	for (size_t i = 0; i < n; i++) {
 		const char *e = webhook_event(v[i].to);
-		if (e != NULL && strcmp(e, event) == 0)
+		if (!v[i].no_webhook && e != NULL && strcmp(e, event) == 0)
 			seqs[k++] = v[i].job_seq;
 	}
 	if (k == 0)
@@ -128,7 +128,7 @@ int
 job_event_add(struct db *db, uint64_t job_seq, const char *from, const char *to,
     const char *actor, const char *reason, int attempt, uint64_t backend_id)
 {
-	struct job_event ev = { job_seq, from, to, reason, attempt, backend_id };
+	struct job_event ev = { job_seq, from, to, reason, attempt, backend_id, false };
 
 	return job_events_add(db, &ev, 1, actor);
 }

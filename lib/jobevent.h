@@ -5,6 +5,7 @@
 #ifndef GENQ_JOBEVENT_H
 #define GENQ_JOBEVENT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct db;
@@ -21,6 +22,7 @@ struct job_event {
 	const char *reason;          /* may be NULL */
 	int attempt;                 /* 0: none */
 	uint64_t backend_id;         /* 0: none */
+	bool no_webhook;             /* the caller knows the job has none: no outbox lookup */
 };
 
 /* job_event_add for n changes by one actor, a few statements for all of
