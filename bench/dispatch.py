@@ -68,6 +68,19 @@ def wait_all(stack, key, ids, timeout):
     assert not pending, f"{len(pending)} jobs unfinished"
 
 
+def wait_drained(stack, n, timeout):
+    """Until no job is queued or running, by one cheap count per 0.1 s (the
+    status API would cost the database more than the dispatch it measures:
+    a queued job's read counts the jobs ahead of it); then every one of the
+    n jobs must have succeeded."""
+    deadline = time.monotonic() + timeout
+    while int(stack.scalar("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')")):
+        assert time.monotonic() < deadline, "jobs unfinished"
+        time.sleep(0.1)
+    done = int(stack.scalar("SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'"))
+    assert done == n, f"{done} of {n} jobs succeeded"
+
+
 def sim_runs(stack, i):
     """(start_ms, end_ms) of every prompt a simulator ran, from /history."""
     hist = request(stack.sim_url(i) + "/history?max_items=100000").json
@@ -118,14 +131,44 @@ def latency(args):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def cpu_ticks(pids):
+    """utime + stime of the processes, in clock ticks."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+DB_COUNTERS = ("Com_stmt_execute", "Com_commit", "Innodb_data_fsyncs")
+
+
+def db_counters(stack):
+    names = ", ".join(f"'{n}'" for n in DB_COUNTERS)
+    return {r[0]: int(r[1]) for r in stack.query(
+        f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})")}
+
+
 def drain(args):
     stack, key, root = start(args, 0, args.backends)
     try:
         stack.stop("genqd")       # fill the queue first, then time the drain alone
         ids = [submit(stack, key, f"drain {n}") for n in range(args.jobs)]
+        groups = {"mariadb": stack._read_pids("mariadb"),
+                  "simulators": [p for i in range(args.backends)
+                                 for p in stack._read_pids(f"sim{i + 1}")]}
+        db0 = db_counters(stack)
         t0 = time.monotonic()
         stack.start_genqd()
-        wait_all(stack, key, ids, timeout=600)
+        groups["genqd"] = stack._read_pids("genqd")
+        cpu0 = {g: cpu_ticks(p) for g, p in groups.items()}
+        wait_drained(stack, len(ids), timeout=600)
+        cpu1 = {g: cpu_ticks(p) for g, p in groups.items()}
+        db1 = db_counters(stack)
         first, last = stack.query(
             "SELECT MIN(started_at), MAX(finished_at) FROM jobs")[0]
         span = float(stack.scalar(
@@ -133,6 +176,13 @@ def drain(args):
         print(f"drain: {args.jobs} instant jobs on {args.backends} backends through one genqd: "
               f"{args.jobs / span:.0f} jobs/s (first start to last finish {span:.2f} s; "
               f"wall {time.monotonic() - t0:.2f} s)")
+        tick = os.sysconf("SC_CLK_TCK")
+        per_job = {g: (cpu1[g] - cpu0[g]) / tick * 1000 / args.jobs for g in groups}
+        print("  cpu per job: " + ", ".join(f"{g} {ms:.2f} ms" for g, ms in per_job.items())
+              + " (genqd's start to the queue's end; mariadb's share includes the "
+              "bench's one count per 0.1 s)")
+        print("  database per job: " + ", ".join(
+            f"{n} {(db1[n] - db0[n]) / args.jobs:.2f}" for n in DB_COUNTERS))
     finally:
         stack.down()
         shutil.rmtree(root, ignore_errors=True)
