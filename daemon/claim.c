@@ -445,6 +445,7 @@ launch(struct genqd *g, struct claim *c)
 			snprintf(r->queue, sizeof r->queue, "%s", qh->name);
 			r->attempt = h->attempt;
 			r->timeout_s = h->timeout_s;
+			r->no_webhook = h->no_webhook;
 			r->input = h->input;
 			r->input_len = h->input_len;
 			h->input = NULL;

@@ -28,17 +28,6 @@ static const char SQL_QUEUE_PRICE[] =
 static const char SQL_ATTEMPT_AGE_MS[] =
     "SELECT TIMESTAMPDIFF(MICROSECOND, started_at, UTC_TIMESTAMP(6)) DIV 1000 "
     "FROM job_attempts WHERE job_seq = ? AND attempt = ?";
-static const char SQL_INSERT_OUTPUT[] =
-    "INSERT INTO job_outputs (job_seq, idx, kind, path, content_type, bytes, sha256, created_at) "
-    "VALUES (?, ?, 'file', ?, ?, ?, ?, UTC_TIMESTAMP(6))";
-static const char SQL_INSERT_TEXT[] =
-    "INSERT INTO job_outputs (job_seq, idx, kind, content_type, bytes, text, created_at) "
-    "VALUES (?, ?, 'text', 'text/plain; charset=utf-8', ?, ?, UTC_TIMESTAMP(6))";
-static const char SQL_SUCCEED[] =
-    "UPDATE jobs SET status = 'succeeded', finished_at = UTC_TIMESTAMP(6), progress = 1, "
-    "claimed_by = NULL, lease_until = NULL, cost_charged = ?, cost_refunded = ?, "
-    "error_code = NULL, error_message = NULL, error_retryable = NULL "
-    "WHERE seq = ? AND status = 'running' AND prompt_id = ?";
 static const char SQL_END[] =
     "UPDATE jobs SET status = ?, finished_at = UTC_TIMESTAMP(6), claimed_by = NULL, "
     "lease_until = NULL, cost_charged = 0, cost_refunded = cost_held, error_code = ?, "
@@ -89,7 +78,25 @@ struct finish {
 	int attempts, max_attempts;
 	bool cancel;
 	bool no_webhook;
+	bool settle;               /* a success, written by settle_successes */
 };
+
+/* The successes of a batch are written together (settle_successes): their
+ * outputs, job rows (one statement per distinct price), attempts and
+ * credits. Each row was checked to be this attempt's under its lock. */
+static struct sql_rows sql_outputs = SQL_ROWS_INIT(
+    "INSERT INTO job_outputs (job_seq, idx, kind, path, content_type, bytes, sha256, text, "
+    "created_at) VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6))", "");
+static struct sql_rows sql_succeed = SQL_ROWS_INIT(
+    "UPDATE jobs SET status = 'succeeded', finished_at = UTC_TIMESTAMP(6), progress = 1, "
+    "claimed_by = NULL, lease_until = NULL, cost_charged = ?, cost_refunded = ?, "
+    "error_code = NULL, error_message = NULL, error_retryable = NULL "
+    "WHERE status = 'running' AND seq IN (", "?", ")");
+/* A success was accepted by its backend, noted or not. */
+static struct sql_rows sql_attempts_succeeded = SQL_ROWS_INIT(
+    "UPDATE job_attempts SET finished_at = UTC_TIMESTAMP(6), outcome = 'succeeded', "
+    "error_code = NULL, error_message = NULL, "
+    "submitted_at = COALESCE(submitted_at, UTC_TIMESTAMP(6)) WHERE prompt_id IN (", "?", ")");
 
 /* A queue's price, read once per batch transaction. */
 struct price {
@@ -196,73 +203,6 @@ charge_of(struct db *db, struct batch *bt, struct finish *f, int64_t *charge)
 		run_ms = rc == 1 ? db_i64(st, 0) : 0;
 	}
 	*charge = policy_charge(f->held, per_job, per_second, run_ms);
-	return DB_OK;
-}
-
-static int
-insert_outputs(struct db *db, struct finish *f)
-{
-	struct run *r = f->r;
-	int rc;
-
-	for (size_t i = 0; i < r->out.noutputs; i++) {
-		struct stored_output *o = &r->out.outputs[i];
-		struct db_stmt *st = db_prepare(db, o->text != NULL ? SQL_INSERT_TEXT : SQL_INSERT_OUTPUT);
-
-		if (st == NULL)
-			return db_last_status(db);
-		db_bind_i64(st, 0, (int64_t)r->seq);
-		db_bind_i64(st, 1, (int64_t)i);
-		if (o->text != NULL) {          /* text outputs live in the row (SPEC §6) */
-			db_bind_i64(st, 2, (int64_t)o->text_len);
-			db_bind_text(st, 3, o->text, o->text_len);
-			if ((rc = db_exec(st)) != DB_OK)
-				return rc;
-			continue;
-		}
-		db_bind_str(st, 2, o->path);
-		db_bind_str(st, 3, o->content_type);
-		db_bind_i64(st, 4, o->bytes);
-		db_bind_str(st, 5, o->sha256);
-		if ((rc = db_exec(st)) != DB_OK)
-			return rc;
-	}
-	return DB_OK;
-}
-
-static int
-succeed(struct db *db, struct batch *bt, struct finish *f, uint64_t user_id)
-{
-	struct run *r = f->r;
-	struct db_stmt *st;
-	int64_t charge = 0;
-	int rc;
-
-	if ((rc = charge_of(db, bt, f, &charge)) != DB_OK)
-		return rc;
-	f->charged = charge;
-	if ((rc = insert_outputs(db, f)) != DB_OK)
-		return rc;
-	if ((st = db_prepare(db, SQL_SUCCEED)) == NULL)
-		return db_last_status(db);
-	db_bind_i64(st, 0, charge);
-	db_bind_i64(st, 1, f->held - charge);
-	db_bind_i64(st, 2, (int64_t)r->seq);
-	db_bind_str(st, 3, r->prompt_id);
-	if ((rc = db_exec(st)) != DB_OK)
-		return rc;
-	if (f->held > 0 && charge > 0)
-		rc = ledger_settle(db, user_id, r->seq, f->held, charge, f->g->actor,
-		    "job succeeded: hold released", "job succeeded");
-	else if (f->held > 0)
-		rc = ledger_apply(db, user_id, r->seq, "release", f->held, f->g->actor,
-		    "job succeeded: hold released");
-	if (rc != DB_OK)
-		return rc < 0 ? rc : DB_ERR;
-	if (f->held <= 0 && charge > 0 &&
-	    (rc = ledger_apply(db, user_id, r->seq, "charge", -charge, f->g->actor,
-	    "job succeeded")) != DB_OK)
-		return rc < 0 ? rc : DB_ERR;
 	return DB_OK;
 }
 
@@ -407,9 +347,10 @@ finish_one(struct db *db, struct batch *bt, struct finish *f)
 
 	switch (f->verdict) {
 	case V_SUCCEEDED:
-		rc = succeed(db, bt, f, user_id);
+		/* Written with the batch's other successes. */
 		snprintf(f->reason, sizeof f->reason, "%zu output(s)", r->out.noutputs);
-		break;
+		f->settle = true;
+		return charge_of(db, bt, f, &f->charged);
 	case V_RETRY:
 		rc = requeue(db, f);
 		snprintf(f->reason, sizeof f->reason, "retry in %.1f s after %s: %s",
@@ -461,6 +402,171 @@ log_verdict(struct finish *f)
 	}
 }
 
+/* ---- the successes of a batch, written together ------------------- */
+
+static int
+prepare_rows(struct db *db, struct sql_rows *t, size_t n, struct db_stmt **st)
+{
+	const char *sql = sql_rows(t, (unsigned)n);
+
+	if (sql == NULL)
+		return DB_NOMEM;
+	return (*st = db_prepare(db, sql)) != NULL ? DB_OK : db_last_status(db);
+}
+
+/* One job_outputs row of settle_outputs. */
+struct output_row {
+	uint64_t seq;
+	size_t idx;
+	const struct stored_output *o;
+};
+
+static int
+insert_output_rows(struct db *db, const struct output_row *rows, size_t k)
+{
+	struct db_stmt *st;
+	int rc;
+
+	if ((rc = prepare_rows(db, &sql_outputs, k, &st)) != DB_OK)
+		return rc;
+	for (size_t x = 0; x < k; x++) {
+		const struct stored_output *o = rows[x].o;
+		unsigned c = (unsigned)(8 * x);
+
+		db_bind_i64(st, c, (int64_t)rows[x].seq);
+		db_bind_i64(st, c + 1, (int64_t)rows[x].idx);
+		if (o->text != NULL) {          /* text outputs live in the row (SPEC §6) */
+			db_bind_str(st, c + 2, "text");
+			db_bind_null(st, c + 3);
+			db_bind_str(st, c + 4, "text/plain; charset=utf-8");
+			db_bind_i64(st, c + 5, (int64_t)o->text_len);
+			db_bind_null(st, c + 6);
+			db_bind_text(st, c + 7, o->text, o->text_len);
+		} else {
+			db_bind_str(st, c + 2, "file");
+			db_bind_str(st, c + 3, o->path);
+			db_bind_str(st, c + 4, o->content_type);
+			db_bind_i64(st, c + 5, o->bytes);
+			db_bind_str(st, c + 6, o->sha256);
+			db_bind_null(st, c + 7);
+		}
+	}
+	return db_exec(st);
+}
+
+/* Every output of the successes, SQL_ROWS_MAX rows to a statement. */
+static int
+settle_outputs(struct db *db, struct finish **v, size_t n)
+{
+	struct output_row rows[SQL_ROWS_MAX];
+	size_t k = 0;
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < v[i]->r->out.noutputs; j++) {
+			rows[k++] = (struct output_row){ v[i]->r->seq, j, &v[i]->r->out.outputs[j] };
+			if (k == SQL_ROWS_MAX) {
+				if ((rc = insert_output_rows(db, rows, k)) != DB_OK)
+					return rc;
+				k = 0;
+			}
+		}
+	return k > 0 ? insert_output_rows(db, rows, k) : DB_OK;
+}
+
+/* The job rows, one statement per distinct (charged, refunded). */
+static int
+settle_jobs(struct db *db, struct finish **v, size_t n)
+{
+	bool done[SQL_ROWS_MAX] = { false };
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		struct finish *same[SQL_ROWS_MAX];
+		struct db_stmt *st;
+		size_t k = 0;
+
+		if (done[i])
+			continue;
+		for (size_t j = i; j < n; j++)
+			if (!done[j] && v[j]->charged == v[i]->charged && v[j]->held == v[i]->held) {
+				same[k++] = v[j];
+				done[j] = true;
+			}
+		if ((rc = prepare_rows(db, &sql_succeed, k, &st)) != DB_OK)
+			return rc;
+		db_bind_i64(st, 0, v[i]->charged);
+		db_bind_i64(st, 1, v[i]->held - v[i]->charged);
+		for (size_t j = 0; j < k; j++)
+			db_bind_i64(st, (unsigned)(2 + j), (int64_t)same[j]->r->seq);
+		if ((rc = db_exec(st)) != DB_OK)
+			return rc;
+		/* Every row was locked and checked as running by lock_batch. */
+		if (db_affected_rows(st) != k)
+			return DB_ERR;
+	}
+	return DB_OK;
+}
+
+/* The credits, one ledger_settle_jobs per user. */
+static int
+settle_credits(struct db *db, struct batch *bt, struct finish **v, size_t n)
+{
+	bool done[SQL_ROWS_MAX] = { false };
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		struct ledger_settlement items[SQL_ROWS_MAX];
+		size_t k = 0;
+
+		if (done[i])
+			continue;
+		for (size_t j = i; j < n; j++)
+			if (!done[j] && v[j]->user_id == v[i]->user_id) {
+				items[k++] = (struct ledger_settlement){ v[j]->r->seq, v[j]->held,
+				    v[j]->charged };
+				done[j] = true;
+			}
+		rc = ledger_settle_jobs(db, v[i]->user_id, items, k, bt->g->actor,
+		    "job succeeded: hold released", "job succeeded");
+		if (rc != DB_OK)
+			return rc < 0 ? rc : DB_ERR;
+	}
+	return DB_OK;
+}
+
+static int
+settle_successes(struct db *db, struct batch *bt)
+{
+	struct finish *v[SQL_ROWS_MAX];
+	struct db_stmt *st;
+	size_t n = 0;
+	int rc;
+
+	for (size_t i = 0; i < bt->n; i++)
+		if (bt->f[i].settle)
+			v[n++] = &bt->f[i];
+	if (n == 0)
+		return DB_OK;
+	if ((rc = settle_outputs(db, v, n)) != DB_OK ||
+	    (rc = settle_jobs(db, v, n)) != DB_OK ||
+	    (rc = settle_credits(db, bt, v, n)) != DB_OK)
+		return rc;
+	if ((rc = prepare_rows(db, &sql_attempts_succeeded, n, &st)) != DB_OK)
+		return rc;
+	for (size_t i = 0; i < n; i++)
+		db_bind_str(st, (unsigned)i, v[i]->r->prompt_id);
+	if ((rc = db_exec(st)) != DB_OK)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		struct run *r = v[i]->r;
+
+		bt->ev[bt->nev++] = (struct job_event){ r->seq, "running", "succeeded",
+		    v[i]->reason, r->attempt, r->backend->id, v[i]->no_webhook };
+	}
+	return DB_OK;
+}
+
 /* Backends' acceptances of prompts still running, noted in the batch. A
  * prompt id names one attempt (unique key job_attempts_prompt). */
 static struct sql_rows sql_submitted = SQL_ROWS_INIT(
@@ -493,12 +599,15 @@ batch_txn(struct db *db, void *arg)
 		struct finish *f = &bt->f[i];
 
 		f->stale = false;
+		f->settle = false;
 		rc = finish_one(db, bt, f);
 		if (rc == FINISH_STALE)
 			f->stale = true;        /* nothing written for it; go on */
 		else if (rc != DB_OK)
 			return rc;
 	}
+	if ((rc = settle_successes(db, bt)) != DB_OK)
+		return rc;
 	if (bt->nev > 0 && (rc = job_events_add(db, bt->ev, bt->nev, bt->g->actor)) != DB_OK)
 		return rc;
 	if (bt->nmarks > 0 && (rc = note_submitted(db, bt->marks, bt->nmarks)) != DB_OK)

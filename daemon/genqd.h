@@ -149,6 +149,7 @@ struct run {
 	bool cancel_seen;                /* cancel already acted on */
 	bool submit_noted;               /* accepted: note it at the next flush */
 	bool progress_noted;             /* progress changed: write it at the next flush */
+	bool no_webhook;                 /* the job has no webhook (as claimed): no outbox lookups */
 	struct http_req *req;            /* the request in flight, or NULL */
 	int64_t next_at;                 /* when to poll (or retry a commit) */
 	int64_t verify_at;               /* when to check the backend still has it */

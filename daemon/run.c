@@ -147,8 +147,8 @@ run_progress_write(struct db *db, struct run *r)
 	db_bind_str(st, 2, r->prompt_id);
 	if ((rc = db_exec(st)) != DB_OK)
 		return rc;
-	if (db_affected_rows(st) != 1)
-		return DB_OK;                 /* ended meanwhile, or no change */
+	if (db_affected_rows(st) != 1 || r->no_webhook)
+		return DB_OK;                 /* ended meanwhile, no change, or no webhook */
 	return job_progress_notify(db, r->seq);
 }
 

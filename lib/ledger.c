@@ -2,11 +2,13 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "db.h"
 #include "gqtime.h"
 #include "ledger.h"
+#include "sqlrows.h"
 
 /* The conditional update is what keeps the balance from going negative even
  * when two transactions race: the second one sees the first's row lock. */
@@ -17,12 +19,14 @@ static const char SQL_MOVE_BALANCE[] =
 static const char SQL_INSERT_ROW[] =
     "INSERT INTO ledger (user_id, job_seq, kind, amount, balance_after, at, actor, note) "
     "SELECT id, ?, ?, ?, balance, UTC_TIMESTAMP(6), ?, ? FROM users WHERE id = ?";
-/* A settle's two rows in one statement: release, then charge. */
-static const char SQL_INSERT_SETTLE[] =
-    "INSERT INTO ledger (user_id, job_seq, kind, amount, balance_after, at, actor, note) "
-    "SELECT id, ?, 'release', ?, balance + ?, UTC_TIMESTAMP(6), ?, ? FROM users WHERE id = ? "
-    "UNION ALL "
-    "SELECT id, ?, 'charge', ?, balance, UTC_TIMESTAMP(6), ?, ? FROM users WHERE id = ?";
+
+/* A batch of settles (ledger_settle_jobs): the balance read under the row
+ * lock, the rows written with the balances they leave, in order. */
+static const char SQL_LOCK_BALANCE[] =
+    "SELECT balance FROM users WHERE id = ? FOR UPDATE";
+static struct sql_rows sql_insert_rows = SQL_ROWS_INIT(
+    "INSERT INTO ledger (user_id, job_seq, kind, amount, balance_after, at, actor, note) VALUES ",
+    "(?, ?, ?, ?, ?, UTC_TIMESTAMP(6), ?, ?)", "");
 
 static int
 move_balance(struct db *db, uint64_t user_id, int64_t amount)
@@ -77,33 +81,94 @@ ledger_apply(struct db *db, uint64_t user_id, uint64_t job_seq,
 	return db_affected_rows(st) == 1 ? DB_OK : DB_ERR;
 }
 
-int
-ledger_settle(struct db *db, uint64_t user_id, uint64_t job_seq, int64_t held,
-    int64_t charge, const char *actor, const char *release_note, const char *charge_note)
+/* One ledger row of a settle batch. */
+struct settle_row {
+	uint64_t job_seq;
+	const char *kind, *note;
+	int64_t amount, balance_after;
+};
+
+static int
+insert_rows(struct db *db, uint64_t user_id, const struct settle_row *v, size_t n,
+    const char *actor)
 {
+	for (size_t at = 0; at < n; at += SQL_ROWS_MAX) {
+		size_t k = n - at < SQL_ROWS_MAX ? n - at : SQL_ROWS_MAX;
+		const char *sql = sql_rows(&sql_insert_rows, (unsigned)k);
+		struct db_stmt *st;
+		int rc;
+
+		if (sql == NULL)
+			return DB_NOMEM;
+		if ((st = db_prepare(db, sql)) == NULL)
+			return db_last_status(db);
+		for (size_t i = 0; i < k; i++) {
+			const struct settle_row *row = &v[at + i];
+			unsigned c = (unsigned)(7 * i);
+
+			db_bind_i64(st, c, (int64_t)user_id);
+			bind_job(st, c + 1, row->job_seq);
+			db_bind_str(st, c + 2, row->kind);
+			db_bind_i64(st, c + 3, row->amount);
+			db_bind_i64(st, c + 4, row->balance_after);
+			db_bind_str(st, c + 5, actor);
+			db_bind_str(st, c + 6, row->note);
+		}
+		if ((rc = db_exec(st)) != DB_OK)
+			return rc;
+	}
+	return DB_OK;
+}
+
+int
+ledger_settle_jobs(struct db *db, uint64_t user_id, const struct ledger_settlement *v,
+    size_t n, const char *actor, const char *release_note, const char *charge_note)
+{
+	struct settle_row *rows = NULL;
 	struct db_stmt *st;
+	int64_t balance, delta = 0;
+	size_t nrows = 0;
 	int rc;
 
-	if (held < 0 || charge < 0 || charge > held)
-		return DB_ERR;
-	if ((rc = move_balance(db, user_id, held - charge)) != DB_OK)
-		return rc;
-	if ((st = db_prepare(db, SQL_INSERT_SETTLE)) == NULL)
+	for (size_t i = 0; i < n; i++)
+		if (v[i].held < 0 || v[i].charge < 0 || v[i].charge > v[i].held)
+			return DB_ERR;
+	if ((st = db_prepare(db, SQL_LOCK_BALANCE)) == NULL)
 		return db_last_status(db);
-	bind_job(st, 0, job_seq);
-	db_bind_i64(st, 1, held);
-	db_bind_i64(st, 2, charge);
-	db_bind_str(st, 3, actor);
-	db_bind_str(st, 4, release_note);
-	db_bind_i64(st, 5, (int64_t)user_id);
-	bind_job(st, 6, job_seq);
-	db_bind_i64(st, 7, -charge);
-	db_bind_str(st, 8, actor);
-	db_bind_str(st, 9, charge_note);
-	db_bind_i64(st, 10, (int64_t)user_id);
+	db_bind_i64(st, 0, (int64_t)user_id);
 	if ((rc = db_exec(st)) != DB_OK)
 		return rc;
-	return db_affected_rows(st) == 2 ? DB_OK : DB_ERR;
+	if ((rc = db_next(st)) != 1)
+		return rc < 0 ? rc : DB_ERR;
+	balance = db_i64(st, 0);
+	while ((rc = db_next(st)) == 1)
+		;
+	if (rc < 0)
+		return rc;
+
+	if ((rows = calloc(2 * n + 1, sizeof *rows)) == NULL)
+		return DB_NOMEM;
+	/* Each job's release, then its charge, as two ledger_apply calls would. */
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].held > 0) {
+			balance += v[i].held;
+			rows[nrows++] = (struct settle_row){ v[i].job_seq, "release", release_note,
+			    v[i].held, balance };
+		}
+		if (v[i].charge > 0) {
+			balance -= v[i].charge;
+			rows[nrows++] = (struct settle_row){ v[i].job_seq, "charge", charge_note,
+			    -v[i].charge, balance };
+		}
+		delta += v[i].held - v[i].charge;
+	}
+	rc = DB_OK;
+	if (delta != 0)
+		rc = move_balance(db, user_id, delta);
+	if (rc == DB_OK && nrows > 0)
+		rc = insert_rows(db, user_id, rows, nrows, actor);
+	free(rows);
+	return rc;
 }
 
 int

@@ -4,6 +4,7 @@
 #ifndef GENQ_LEDGER_H
 #define GENQ_LEDGER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct db;
@@ -19,11 +20,20 @@ struct db;
 int ledger_apply(struct db *db, uint64_t user_id, uint64_t job_seq,
     const char *kind, int64_t amount, const char *actor, const char *note);
 
-/* A job's end with a charge: its hold released and the charge taken, as
- * the two rows ledger_apply would write ("release" +held, then "charge"
- * -charge) with one balance move. 0 <= charge <= held. */
-int ledger_settle(struct db *db, uint64_t user_id, uint64_t job_seq, int64_t held,
-    int64_t charge, const char *actor, const char *release_note, const char *charge_note);
+/* One job of ledger_settle_jobs. 0 <= charge <= held. */
+struct ledger_settlement {
+	uint64_t job_seq;
+	int64_t held, charge;
+};
+
+/* The ends of n successful jobs of one user: the rows two ledger_apply
+ * calls per job would write, in order (each job's "release" of what it
+ * held, when it held something, then its "charge", when there is one),
+ * with one balance read under the user row's lock, at most one balance
+ * move and one multi-row insert per 64 rows. DB_OK or a negative db
+ * status. */
+int ledger_settle_jobs(struct db *db, uint64_t user_id, const struct ledger_settlement *v,
+    size_t n, const char *actor, const char *release_note, const char *charge_note);
 
 /* Parse "12", "0.5", "3.000001" credits into micro-credits; -1 if malformed,
  * negative, more than 6 decimals, or too large. */

@@ -119,6 +119,15 @@ class StackTestCase(unittest.TestCase):
         for name, balance, total in rows:
             assert int(balance) == int(total), f"user {name}: balance {balance} != ledger {total}"
             assert int(balance) >= 0, f"user {name}: negative balance {balance}"
+        # Each row's balance_after is the running sum of that user's rows,
+        # in the order they were written (the user row's lock orders them).
+        running = {}
+        for user, row_id, amount, after in cls.stack.query(
+                "SELECT user_id, id, amount, balance_after FROM ledger ORDER BY user_id, id"):
+            running[user] = running.get(user, 0) + int(amount)
+            assert running[user] == int(after), \
+                f"ledger row {row_id}: balance_after {after}, running sum {running[user]}"
+            assert running[user] >= 0, f"ledger row {row_id}: balance below zero"
         bad = cls.stack.query(
             "SELECT id, status, cost_held, cost_charged, cost_refunded FROM jobs "
             "WHERE status IN ('succeeded','failed','canceled','expired') "

@@ -72,6 +72,40 @@ class JobLifecycleTest(StackTestCase):
             f"WHERE j.id = '{job['id']}' ORDER BY l.id")]
         self.assertEqual(kinds, ["hold", "release", "charge"])
 
+    def test_metered_jobs_ending_together_are_each_charged_their_own_run_time(self):
+        # Many jobs of one user end in the same completion batch, whose
+        # ledger rows are written together: each job must still get exactly
+        # its hold, its release and its own charge (SPEC §5), and every
+        # row's balance_after the running sum (checked at teardown).
+        self.stack.genqctl("queue", "add", "metered", "--price-per-job", "0.5",
+                           "--price-per-second", "1", "--timeout", "10")
+        self.stack.genqctl("backend", "add", "meter1", "--type", "comfyui",
+                           "--url", self.stack.sim_url(0), "--queues", "metered",
+                           "--max-running", "1", "--prefetch", "8")
+        key = self.stack.add_user("meter", tier="pro", credits="1000")
+        # Alternately instant and over a second: two prices in one batch.
+        ids = [self.submit(key, load_workflow(
+            queue="metered", text=f"metered {n}" + (" SIM_MS=1100" if n % 4 == 0 else "")))["id"]
+            for n in range(10)]
+        charged_total = 0
+        for n, job_id in enumerate(ids):
+            done = self.wait_terminal(key, job_id, timeout=60)
+            self.assertEqual(done["status"], "succeeded", done)
+            cost = done["cost"]
+            self.assertEqual(cost["held"], 10.5)
+            # 0.5 per job + 1 per started second of the backend's run time.
+            self.assertIn(cost["charged"], (2.5,) if n % 4 == 0 else (0.5, 1.5), (n, cost))
+            self.assertEqual(cost["charged"] + cost["refunded"], 10.5)
+            rows = self.stack.query(
+                "SELECT l.kind, l.amount FROM ledger l JOIN jobs j ON j.seq = l.job_seq "
+                f"WHERE j.id = '{job_id}' ORDER BY l.id")
+            self.assertEqual([(k, int(a)) for k, a in rows],
+                             [("hold", -10_500_000), ("release", 10_500_000),
+                              ("charge", -int(round(cost["charged"] * 1_000_000)))])
+            charged_total += cost["charged"]
+        balance = int(self.stack.scalar("SELECT balance FROM users WHERE name='meter'"))
+        self.assertEqual(balance, int(round((1000 - charged_total) * 1_000_000)))
+
     def test_backend_validation_error_fails_the_job_without_retry(self):
         job = self.submit(self.key, load_workflow(ckpt="no-such-model.safetensors"))
         done = self.wait_terminal(self.key, job["id"])
