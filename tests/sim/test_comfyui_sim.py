@@ -437,6 +437,43 @@ class ComfyUISimTest(unittest.TestCase):
         self.assertEqual(self.sim.submit(workflow(seed=704))[1]["number"], 0)
 
 
+class InProcessTest(unittest.TestCase):
+    """The simulator's cheap paths give the answers of their plain definitions."""
+
+    def test_png_pixels_follow_the_key(self):
+        # make_png draws its noise in bulk; the pixels must be those of one randrange(96) per pixel.
+        import random
+        for w, h, key in ((64, 64, "abc|0"), (13, 9, "odd|1"), (8, 100, "tall|2")):
+            chunks = png_chunks(comfyui_sim.make_png(w, h, key, {"prompt": "{}"}))
+            self.assertTrue(all(ok for _, ok, _ in chunks))
+            raw = zlib.decompress(b"".join(body for kind, _, body in chunks if kind == b"IDAT"))
+            seed = hashlib.sha256(key.encode()).digest()
+            rng, want = random.Random(seed), bytearray()
+            for y in range(h):
+                want.append(0)
+                for x in range(w):
+                    want += bytes(((seed[0] + x * 256 // w) & 255, (seed[1] + y * 256 // h) & 255,
+                                   (seed[2] + rng.randrange(96)) & 255))
+            self.assertEqual(raw, bytes(want), (w, h, key))
+
+    def test_save_counter_is_highest_on_disk_plus_one(self):
+        with tempfile.TemporaryDirectory() as base:
+            def touch(name):
+                open(os.path.join(base, name), "w").close()
+
+            def counter():
+                return comfyui_sim.save_image_path("genq", base, 64, 64)[2]
+            self.assertEqual(counter(), 1)
+            touch("genq_00001_.png")
+            touch("genq_00002_.png")
+            touch("genqx_00009_.png")  # another prefix
+            self.assertEqual(counter(), 3)
+            touch("genq_00007_.png")   # written by someone else
+            self.assertEqual(counter(), 8)
+            os.unlink(os.path.join(base, "genq_00007_.png"))  # a deletion is seen too
+            self.assertEqual(counter(), 3)
+
+
 class CrashTest(unittest.TestCase):
     def test_crash_exits_with_status_1(self):
         sim = Sim("--name", "crashy")
