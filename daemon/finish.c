@@ -678,7 +678,8 @@ finish_flush(struct genqd *g, int64_t now)
 		if (r->submit_noted && r->state != RUN_ENDED && bt.nmarks < FINISH_BATCH_MAX)
 			marks[bt.nmarks++] = r;
 		/* Progress of a run that ended is moot: its end says it all. */
-		if (r->progress_noted && r->state == RUN_ACTIVE && bt.nprog < FINISH_BATCH_MAX)
+		if (r->progress_noted && r->state == RUN_ACTIVE && now >= r->progress_write_at &&
+		    bt.nprog < FINISH_BATCH_MAX)
 			prog[bt.nprog++] = r;
 	}
 	if (bt.n == 0 && bt.nmarks == 0 && bt.nprog == 0)

@@ -156,7 +156,8 @@ struct run {
 	int tries;                       /* retries of the current step */
 	struct fetch *fetch;             /* outputs.c's state while fetching */
 	double progress;                 /* last progress written this attempt */
-	int64_t progress_at;             /* earliest next progress write (monotonic µs) */
+	int64_t progress_at;             /* earliest next progress note (monotonic µs) */
+	int64_t progress_write_at;       /* a noted progress is written from then on */
 	int end_hints;                   /* the backend's event stream said it ended:
 	                                  * quick /history re-polls left */
 	struct outcome out;

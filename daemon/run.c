@@ -13,6 +13,10 @@ static const char SQL_PROGRESS[] =
     "UPDATE jobs SET progress = ? WHERE seq = ? AND status = 'running' AND prompt_id = ?";
 
 #define PROGRESS_EVERY_US 1000000LL
+/* An attempt's first progress is written only this long after it was
+ * reported: a job that ends sooner (fast backends) writes its end alone,
+ * one statement less per job, and a long one shows progress all the same. */
+#define PROGRESS_FIRST_US 300000LL
 
 struct run *
 run_new(struct genqd *g, struct backend *b)
@@ -160,6 +164,8 @@ run_progress(struct genqd *g, struct run *r, double value)
 	if (!(value >= 0) || value <= r->progress || now < r->progress_at)
 		return;
 	r->progress_at = now + PROGRESS_EVERY_US;
+	if (r->progress <= 0)
+		r->progress_write_at = now + PROGRESS_FIRST_US;
 	r->progress = value;
 	/* Written with the next batch of completions (finish.c), in the same
 	 * turn of the loop: no commit of its own. */
