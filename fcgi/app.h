@@ -332,6 +332,16 @@ struct rate_state {
 // user's row lock (users ... FOR UPDATE). DB_OK (taken, or no limit),
 // RATE_REFUSED (nothing written), or a negative db status; rs is filled.
 int rate_take(struct db *db, uint64_t user_id, struct rate_state *rs);
+// A bucket as read from the database: the tier's rate, the bucket's tat
+// (microseconds; 0: no row) and the database's now.
+struct rate_bucket {
+	int64_t rate_per_min, burst, tat, now;
+};
+// rate_take for a bucket the caller read itself, after taking the user's
+// row lock, in the same transaction (submit.c folds that read into the
+// lock's statement).
+int rate_take_read(struct db *db, uint64_t user_id, const struct rate_bucket *b,
+    struct rate_state *rs);
 // The bucket without taking anything (any context). DB_OK or negative.
 int rate_peek(struct db *db, uint64_t user_id, struct rate_state *rs);
 // The bucket's arithmetic (GCRA), no database: a tier of rate_per_min
@@ -360,6 +370,10 @@ struct quota_state {
 // or a negative db status. Exact under concurrency inside a transaction
 // that holds the user's row lock.
 int quota_check(struct db *db, uint64_t user_id, const char *queue, struct quota_state *qs);
+// quota_check with the tier's quota for queue already read under the lock
+// (limited false: no tier_quotas row).
+int quota_check_limit(struct db *db, uint64_t user_id, const char *queue, bool limited,
+    int64_t limit, struct quota_state *qs);
 // Every queue's {used, limit} this month as an object keyed by queue name
 // (limit null: no quota). DB_OK with *out (the caller owns it) or negative.
 int quota_usage(struct db *db, uint64_t user_id, struct json_object **out);

@@ -62,7 +62,6 @@ quota_check(struct db *db, uint64_t user_id, const char *queue, struct quota_sta
 	struct db_stmt *st = db_prepare(db, SQL_LIMIT);
 	int rc;
 
-	memset(qs, 0, sizeof *qs);
 	if (st == NULL)
 		return db_last_status(db);
 	db_bind_i64(st, 0, (int64_t)user_id);
@@ -71,10 +70,20 @@ quota_check(struct db *db, uint64_t user_id, const char *queue, struct quota_sta
 		return rc;
 	if ((rc = db_next(st)) < 0)
 		return rc;
-	if (rc == 0)
+	return quota_check_limit(db, user_id, queue, rc == 1, rc == 1 ? db_i64(st, 0) : 0, qs);
+}
+
+int
+quota_check_limit(struct db *db, uint64_t user_id, const char *queue, bool limited,
+    int64_t limit, struct quota_state *qs)
+{
+	int rc;
+
+	memset(qs, 0, sizeof *qs);
+	if (!limited)
 		return DB_OK;               /* no quota for this queue */
 	qs->limited = true;
-	qs->limit = db_i64(st, 0);
+	qs->limit = limit;
 	if ((rc = count(db, SQL_USED_UPTO, user_id, queue, qs->limit, &qs->used)) != DB_OK)
 		return rc;
 	return qs->used >= qs->limit ? QUOTA_EXCEEDED : DB_OK;

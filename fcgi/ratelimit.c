@@ -12,7 +12,9 @@
  * Exactness under concurrency comes from the caller: rate_take runs inside
  * a transaction that holds the user's row lock (SELECT ... FOR UPDATE on
  * users), and every writer of a user's bucket does so, so the read below is
- * the latest state and no two submits take the same token. */
+ * the latest state and no two submits take the same token. rate_take_read
+ * decides on the caller's read instead, made the same way (submit.c reads
+ * the bucket in its lock's statement). */
 #include "autoconf.h"
 
 #include <string.h>
@@ -81,13 +83,34 @@ rate_gcra(int64_t rate_per_min, int64_t burst, int64_t tat, int64_t now, bool ta
 	return rs->retry_after_s > 0 ? RATE_REFUSED : 0;
 }
 
+/* Decide on a bucket read as b; with take (and a token), write its new
+ * state. */
+static int
+decide(struct db *db, uint64_t user_id, const struct rate_bucket *b, bool take,
+    struct rate_state *rs)
+{
+	struct db_stmt *st;
+	char when[GQ_SQLTIME_LEN];
+	int64_t next;
+	int rc;
+
+	rc = rate_gcra(b->rate_per_min, b->burst, b->tat, b->now, take, rs, &next);
+	if (rc != 0 || !take || !rs->limited)
+		return rc;
+	if ((st = db_prepare(db, SQL_BUCKET_SET)) == NULL)
+		return db_last_status(db);
+	gq_time_sql(when, next);
+	db_bind_i64(st, 0, (int64_t)user_id);
+	db_bind_str(st, 1, when);
+	return db_exec(st);
+}
+
 /* Read the bucket and decide; with take, write the new state. */
 static int
 bucket(struct db *db, uint64_t user_id, bool take, struct rate_state *rs)
 {
 	struct db_stmt *st = db_prepare(db, SQL_BUCKET);
-	char when[GQ_SQLTIME_LEN];
-	int64_t now, tat, next;
+	struct rate_bucket b;
 	int rc;
 
 	memset(rs, 0, sizeof *rs);
@@ -98,17 +121,18 @@ bucket(struct db *db, uint64_t user_id, bool take, struct rate_state *rs)
 		return rc;
 	if ((rc = db_next(st)) != 1)
 		return rc < 0 ? rc : DB_ERR;
-	now = db_time_us(st, 3);
-	tat = db_is_null(st, 2) ? 0 : db_time_us(st, 2);
-	rc = rate_gcra(db_i64(st, 0), db_i64(st, 1), tat, now, take, rs, &next);
-	if (rc != 0 || !take || !rs->limited)
-		return rc;
-	if ((st = db_prepare(db, SQL_BUCKET_SET)) == NULL)
-		return db_last_status(db);
-	gq_time_sql(when, next);
-	db_bind_i64(st, 0, (int64_t)user_id);
-	db_bind_str(st, 1, when);
-	return db_exec(st);
+	b.rate_per_min = db_i64(st, 0);
+	b.burst = db_i64(st, 1);
+	b.tat = db_is_null(st, 2) ? 0 : db_time_us(st, 2);
+	b.now = db_time_us(st, 3);
+	return decide(db, user_id, &b, take, rs);
+}
+
+int
+rate_take_read(struct db *db, uint64_t user_id, const struct rate_bucket *b,
+    struct rate_state *rs)
+{
+	return decide(db, user_id, b, true, rs);
 }
 
 int

@@ -4,8 +4,11 @@
  * max_active, submit rate (token bucket, ratelimit.c), monthly quota
  * (quota.c), queue depth below max_queued, hold the job's maximum price,
  * insert the job and its first event (and, with an Idempotency-Key, the
- * stored answer: idempotency.c). Any refusal rolls everything back; only
- * the rate-limit bookkeeping is then written again (admit_bookkeeping). */
+ * stored answer: idempotency.c). The lock's statement also reads the
+ * user's side of the limits (SQL_LOCK_ADMIT), so the later steps cost a
+ * round trip only where they write or count more. Any refusal rolls
+ * everything back; only the rate-limit bookkeeping is then written again
+ * (admit_bookkeeping). */
 #include "autoconf.h"
 
 #include <errno.h>
@@ -26,15 +29,32 @@
 #include "log.h"
 #include "wake.h"
 
-/* Serializes one user's submits: the active-job count below is then exact. */
+/* The user's row lock alone (bookkeeping_txn): every writer of the bucket
+ * holds it. */
 static const char SQL_LOCK_USER[] =
     "SELECT id FROM users WHERE id = ? FOR UPDATE";
+/* The admission's lock, which serializes one user's submits (so the counts
+ * of admission are exact), with what §3's user limits need read in the same
+ * round trip: the active jobs (max_active), the tier's rate and the bucket
+ * (ratelimit.c) and the tier's quota for the queue (quota.c). Only the
+ * users row is locked: FOR UPDATE does not reach into subqueries, which are
+ * plain reads. They are correlated with u, so they run after its row is
+ * read, i.e. after the lock is granted, and (READ COMMITTED: a snapshot per
+ * statement, taken at its first plain read) see every commit of whoever
+ * held the lock before: as exact as separate statements after the lock.
+ * SYSDATE, not UTC_TIMESTAMP: the time of the read, after any wait for the
+ * lock, not of the statement's start (the session's time zone is UTC). */
+static const char SQL_LOCK_ADMIT[] =
+    "SELECT (SELECT COUNT(*) FROM jobs WHERE user_id = u.id "
+    "  AND status IN ('held', 'waiting', 'queued', 'running')), "
+    "(SELECT rate_per_min FROM tiers WHERE name = u.tier), "
+    "(SELECT rate_burst FROM tiers WHERE name = u.tier), "
+    "(SELECT tat FROM rate_buckets WHERE user_id = u.id), SYSDATE(6), "
+    "(SELECT monthly_jobs FROM tier_quotas WHERE tier = u.tier AND queue = ?) "
+    "FROM users u WHERE u.id = ? FOR UPDATE";
 static const char SQL_QUEUE[] =
     "SELECT price_per_job, price_per_second, timeout_s, ttl_s, max_attempts, "
     "max_queued, requires_approval, paused FROM queues WHERE name = ?";
-static const char SQL_USER_ACTIVE[] =
-    "SELECT COUNT(*) FROM jobs WHERE user_id = ? "
-    "AND status IN ('held', 'waiting', 'queued', 'running')";
 /* Counting stops at the limit, so a deep queue costs no more than that. */
 static const char SQL_QUEUE_DEPTH[] =
     "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE queue = ? "
@@ -85,6 +105,10 @@ struct submit {
 	int64_t max_attempts, timeout_s, ttl_s, hold;
 	int priority;
 	int64_t turn;             /* fair share (lib/fairshare.h) */
+	int64_t active;           /* the user's active jobs (SQL_LOCK_ADMIT) */
+	struct rate_bucket bucket;
+	bool quota_limited;       /* the tier has a quota for the queue */
+	int64_t quota_limit;
 	uint64_t seq;
 	int runs;                 /* times submit_txn has started */
 	/* Admission limits (admit_limits; reset on each run). */
@@ -109,6 +133,33 @@ count_one(struct db_stmt *st, int64_t *n)
 	if ((rc = db_next(st)) != 1)
 		return rc < 0 ? rc : DB_ERR;
 	*n = db_i64(st, 0);
+	return DB_OK;
+}
+
+/* Lock the user's row and read the user's side of the limits. */
+static int
+lock_user(struct db *db, struct submit *s)
+{
+	struct db_stmt *st = db_prepare(db, SQL_LOCK_ADMIT);
+	int rc;
+
+	if (st == NULL)
+		return db_last_status(db);
+	db_bind_str(st, 0, s->spec->queue);
+	db_bind_i64(st, 1, (int64_t)s->caller->user_id);
+	if ((rc = db_exec(st)) != DB_OK)
+		return rc;
+	/* No user row, or a user without a tier row (the bucket's join
+	 * failed in ratelimit.c before): a broken schema either way. */
+	if ((rc = db_next(st)) != 1 || db_is_null(st, 1))
+		return rc < 0 ? rc : DB_ERR;
+	s->active = db_i64(st, 0);
+	s->bucket.rate_per_min = db_i64(st, 1);
+	s->bucket.burst = db_i64(st, 2);
+	s->bucket.tat = db_is_null(st, 3) ? 0 : db_time_us(st, 3);
+	s->bucket.now = db_time_us(st, 4);
+	s->quota_limited = !db_is_null(st, 5);
+	s->quota_limit = db_i64(st, 5);
 	return DB_OK;
 }
 
@@ -219,14 +270,15 @@ insert_job(struct db *db, struct submit *s)
 static int
 admit_limits(struct db *db, struct submit *s)
 {
-	int rc = rate_take(db, s->caller->user_id, &s->rate);
+	int rc = rate_take_read(db, s->caller->user_id, &s->bucket, &s->rate);
 
 	if (rc == DB_OK || rc == RATE_REFUSED)
 		s->rate_known = true;
 	if (rc != DB_OK)
 		return rc;
 	s->token_taken = s->rate.limited;
-	return quota_check(db, s->caller->user_id, s->spec->queue, &s->quota);
+	return quota_check_limit(db, s->caller->user_id, s->spec->queue, s->quota_limited,
+	    s->quota_limit, &s->quota);
 }
 
 /* With an Idempotency-Key, the 201 body is rendered here, inside the
@@ -276,12 +328,8 @@ submit_txn(struct db *db, void *arg)
 	if (s->runs++ > 0 && (rc = find_inserted(db, s)) != DB_OK)
 		return rc;
 
-	if ((st = db_prepare(db, SQL_LOCK_USER)) == NULL)
-		return db_last_status(db);
-	db_bind_i64(st, 0, (int64_t)s->caller->user_id);
-	if ((rc = count_one(st, &n)) != DB_OK)
+	if ((rc = lock_user(db, s)) != DB_OK)
 		return rc;
-
 	if ((rc = load_queue(db, sp->queue, &s->q)) != DB_OK)
 		return rc;
 	s->max_attempts = tighten(s, "max_attempts", sp->max_attempts, s->q.max_attempts);
@@ -294,12 +342,7 @@ submit_txn(struct db *db, void *arg)
 	if (s->q.paused)
 		return REFUSE_PAUSED;
 
-	if ((st = db_prepare(db, SQL_USER_ACTIVE)) == NULL)
-		return db_last_status(db);
-	db_bind_i64(st, 0, (int64_t)s->caller->user_id);
-	if ((rc = count_one(st, &n)) != DB_OK)
-		return rc;
-	if (n >= s->caller->max_active)
+	if (s->active >= s->caller->max_active)
 		return REFUSE_ACTIVE;
 
 	if ((rc = admit_limits(db, s)) != DB_OK)

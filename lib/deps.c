@@ -15,9 +15,6 @@ static const char SQL_LINK[] =
 static const char SQL_PENDING[] =
     "SELECT 1 FROM job_deps d JOIN jobs p ON p.seq = d.parent "
     "WHERE d.child = ? AND p.status <> 'succeeded' LIMIT 1";
-static const char SQL_AFTER[] =
-    "SELECT p.id FROM job_deps d JOIN jobs p ON p.seq = d.parent "
-    "WHERE d.child = ? ORDER BY d.pos";
 
 /* A decimal number without sign or leading zeros, at most max; its end. */
 static const char *
@@ -159,23 +156,4 @@ deps_pending(struct db *db, uint64_t seq)
 	if ((rc = db_exec(st)) != DB_OK)
 		return rc;
 	return db_next(st);
-}
-
-int
-deps_after_json(struct db *db, uint64_t seq, struct json_object *list)
-{
-	struct db_stmt *st = db_prepare(db, SQL_AFTER);
-	int rc;
-
-	if (st == NULL)
-		return db_last_status(db);
-	db_bind_i64(st, 0, (int64_t)seq);
-	if ((rc = db_exec(st)) != DB_OK)
-		return rc;
-	while ((rc = db_next(st)) == 1) {
-		const char *id = db_text(st, 0, NULL);
-		if (id != NULL)
-			json_object_array_add(list, json_object_new_string(id));
-	}
-	return rc < 0 ? rc : DB_OK;
 }

@@ -71,8 +71,4 @@ int deps_link(struct db *db, uint64_t child, const struct deps_parents *p);
  * goes to 'waiting'), 0 when not (to 'queued'), < 0 a db status. */
 int deps_pending(struct db *db, uint64_t seq);
 
-/* Append the public ids of job seq's parents, in `after` order, to list (a
- * JSON array). DB_OK or a negative db status. */
-int deps_after_json(struct db *db, uint64_t seq, struct json_object *list);
-
 #endif

@@ -9,14 +9,23 @@
  * clock forward, and a slightly old clock costs a newcomer at most a turn. */
 static const char SQL_CLOCK[] =
     "SELECT turn FROM queue_turns WHERE queue = ? AND priority = ?";
-static const char SQL_USER_NEXT[] =
-    "SELECT next_turn FROM user_turns WHERE user_id = ? AND queue = ? AND priority = ?";
-/* Does the user still have a job waiting at or after the current turn?
- * Along jobs_user (user_id, status, seq): with a backlog the first row
- * answers. */
-static const char SQL_USER_WAITING[] =
-    "SELECT 1 FROM jobs WHERE user_id = ? AND status = 'queued' AND queue = ? "
-    "AND priority = ? AND turn >= ? LIMIT 1";
+/* A new job's turn, in one read: the queue's clock and the user's next
+ * turn. A user whose turns ran ahead of the clock but who has no job left
+ * waiting at or after it (canceled or expired ones) is not behind a
+ * backlog and starts from the clock again; one with jobs still waiting
+ * queues behind their own backlog; one who was idle joins the current turn
+ * and does not get credit for the time away. The "still waiting" probe runs
+ * along jobs_user (user_id, status, seq): with a backlog the first row
+ * answers. Plain reads, as the clock's above; the user's row lock (held by
+ * the caller) keeps the user's own side exact. One statement, one snapshot,
+ * so the clock the probe compares with is the clock returned. */
+static const char SQL_NEXT_TURN[] =
+    "SELECT CASE WHEN t.next > t.clock AND EXISTS (SELECT 1 FROM jobs "
+    "  WHERE user_id = ? AND status = 'queued' AND queue = ? AND priority = ? "
+    "  AND turn >= t.clock LIMIT 1) THEN t.next ELSE t.clock END "
+    "FROM (SELECT COALESCE((SELECT turn FROM queue_turns WHERE queue = ? AND priority = ?), 0) "
+    "  AS clock, COALESCE((SELECT next_turn FROM user_turns "
+    "  WHERE user_id = ? AND queue = ? AND priority = ?), 0) AS next) t";
 static const char SQL_USER_SET[] =
     "INSERT INTO user_turns (user_id, queue, priority, next_turn) VALUES (?, ?, ?, ?) "
     "ON DUPLICATE KEY UPDATE next_turn = VALUES(next_turn)";
@@ -63,40 +72,24 @@ fairshare_next_turn(struct db *db, uint64_t user_id, const char *queue, int prio
     int64_t *turn)
 {
 	struct db_stmt *st;
-	int64_t clock, next;
 	int rc;
 
 	*turn = 0;
-	if ((rc = fairshare_clock(db, queue, priority, &clock)) != DB_OK)
-		return rc;
-	if ((st = db_prepare(db, SQL_USER_NEXT)) == NULL)
+	if ((st = db_prepare(db, SQL_NEXT_TURN)) == NULL)
 		return db_last_status(db);
 	db_bind_i64(st, 0, (int64_t)user_id);
 	db_bind_str(st, 1, queue);
 	db_bind_i64(st, 2, priority);
-	if ((rc = read_one(st, &next)) != DB_OK)
+	db_bind_str(st, 3, queue);
+	db_bind_i64(st, 4, priority);
+	db_bind_i64(st, 5, (int64_t)user_id);
+	db_bind_str(st, 6, queue);
+	db_bind_i64(st, 7, priority);
+	if ((rc = db_exec(st)) != DB_OK)
 		return rc;
-	/* A user whose turns ran ahead of the clock without a job left
-	 * there (canceled or expired ones) is not behind a backlog: start
-	 * from the current turn again. */
-	if (next > clock) {
-		if ((st = db_prepare(db, SQL_USER_WAITING)) == NULL)
-			return db_last_status(db);
-		db_bind_i64(st, 0, (int64_t)user_id);
-		db_bind_str(st, 1, queue);
-		db_bind_i64(st, 2, priority);
-		db_bind_i64(st, 3, clock);
-		if ((rc = db_exec(st)) != DB_OK)
-			return rc;
-		if ((rc = db_next(st)) < 0)
-			return rc;
-		if (rc == 0)
-			next = clock;
-	}
-	/* A user with jobs still waiting is ahead of the clock and queues
-	 * behind their own backlog; one who was idle joins the current turn
-	 * and does not get credit for the time away. */
-	*turn = next > clock ? next : clock;
+	if ((rc = db_next(st)) != 1)
+		return rc < 0 ? rc : DB_ERR;
+	*turn = db_i64(st, 0);
 	if ((st = db_prepare(db, SQL_USER_SET)) == NULL)
 		return db_last_status(db);
 	db_bind_i64(st, 0, (int64_t)user_id);

@@ -6,24 +6,37 @@
 #include <string.h>
 
 #include "db.h"
-#include "deps.h"
 #include "gqtime.h"
 #include "jobjson.h"
 #include "jsonutil.h"
 #include "ledger.h"
 
+/* The job row with, in the same round trip, two things that used to be
+ * statements of their own: the ids of its parents in `after` order
+ * (GROUP_CONCAT: at most DEPS_MAX UUIDs, far below group_concat_max_len),
+ * and, only while it is queued, the number of queued jobs of its queue
+ * ahead of it in claim order: priority, fair-share turn, seq (jobs_turn
+ * index; sql/003_fairshare.sql). The count is O(position), as it was as a
+ * statement of its own; j is a const table (jobs_id), so the subqueries see
+ * its columns as constants and use the same index ranges. */
 static const char SQL_JOB[] =
     "SELECT j.seq, j.id, j.user_id, j.queue, j.status, j.priority, j.created_at, "
     "j.started_at, j.finished_at, j.progress, j.attempts, j.max_attempts, b.name, "
     "j.error_code, j.error_message, j.error_retryable, j.cost_held, j.cost_charged, "
-    "j.cost_refunded, j.metadata, j.regenerated_from, j.webhook_url, j.webhook_events "
+    "j.cost_refunded, j.metadata, j.regenerated_from, j.webhook_url, j.webhook_events, "
+    "(SELECT GROUP_CONCAT(p.id ORDER BY d.pos SEPARATOR ',') FROM job_deps d "
+    " JOIN jobs p ON p.seq = d.parent WHERE d.child = j.seq), "
+    "CASE WHEN j.status = 'queued' THEN (SELECT COUNT(*) FROM jobs a "
+    " WHERE a.queue = j.queue AND a.status = 'queued' AND (a.priority < j.priority "
+    " OR (a.priority = j.priority AND (a.turn < j.turn "
+    " OR (a.turn = j.turn AND a.seq < j.seq))))) END "
     "FROM jobs j LEFT JOIN backends b ON b.id = j.backend_id WHERE j.id = ?";
 enum {
 	COL_SEQ, COL_ID, COL_USER, COL_QUEUE, COL_STATUS, COL_PRIORITY, COL_CREATED,
 	COL_STARTED, COL_FINISHED, COL_PROGRESS, COL_ATTEMPTS, COL_MAX_ATTEMPTS,
 	COL_BACKEND, COL_ERR_CODE, COL_ERR_MESSAGE, COL_ERR_RETRYABLE, COL_HELD,
 	COL_CHARGED, COL_REFUNDED, COL_METADATA, COL_REGENERATED, COL_WEBHOOK,
-	COL_WEBHOOK_EVENTS,
+	COL_WEBHOOK_EVENTS, COL_AFTER, COL_AHEAD,
 };
 
 /* Each webhook message of the job and how its delivery went (SPEC §7). */
@@ -34,13 +47,6 @@ static const char SQL_WEBHOOKS[] =
 static const char SQL_OUTPUTS[] =
     "SELECT idx, kind, content_type, bytes, sha256, text, deleted_at "
     "FROM job_outputs WHERE job_seq = ? ORDER BY idx";
-
-/* Claim order within a queue: priority, fair-share turn, seq (jobs_turn
- * index; sql/003_fairshare.sql). */
-static const char SQL_POSITION[] =
-    "SELECT COUNT(*) FROM jobs j JOIN (SELECT turn AS t, seq AS s FROM jobs WHERE seq = ?) me "
-    "WHERE j.queue = ? AND j.status = 'queued' AND (j.priority < ? OR (j.priority = ? "
-    "AND (j.turn < me.t OR (j.turn = me.t AND j.seq < me.s))))";
 
 /* The newest successes of a queue, one index range per priority so the cost
  * stays flat however many rows the table holds. */
@@ -161,26 +167,13 @@ queue_stats(struct db *db, const char *queue, struct eta_entry **out)
 	return DB_OK;
 }
 
+/* position: 1 + the queued jobs ahead (SQL_JOB's last column). */
 static int
-add_position(struct db *db, struct json_object *o, const char *queue,
-    int64_t priority, int64_t seq)
+add_position(struct db *db, struct json_object *o, const char *queue, int64_t position)
 {
-	struct db_stmt *st;
 	struct eta_entry *e;
-	int64_t position;
 	int rc;
 
-	if ((st = db_prepare(db, SQL_POSITION)) == NULL)
-		return db_last_status(db);
-	db_bind_i64(st, 0, seq);
-	db_bind_str(st, 1, queue);
-	db_bind_i64(st, 2, priority);
-	db_bind_i64(st, 3, priority);
-	if ((rc = db_exec(st)) != DB_OK)
-		return rc;
-	if ((rc = db_next(st)) != 1)
-		return rc < 0 ? rc : DB_ERR;
-	position = db_i64(st, 0) + 1;
 	json_object_object_add(o, "queue_position", json_object_new_int64(position));
 
 	if ((rc = queue_stats(db, queue, &e)) != DB_OK)
@@ -325,6 +318,28 @@ events_array(const char *list)
 	return a;
 }
 
+/* "after": the parents' ids, SQL_JOB's comma-separated list (UUIDs have
+ * no commas), in `after` order. */
+static int
+add_after(struct json_object *list, const char *ids)
+{
+	const char *p = ids, *comma;
+	struct json_object *id;
+	size_t len;
+
+	while (p != NULL && *p != '\0') {
+		comma = strchr(p, ',');
+		len = comma ? (size_t)(comma - p) : strlen(p);
+		id = json_object_new_string_len(p, (int)len);
+		if (id == NULL || json_object_array_add(list, id) != 0) {
+			json_object_put(id);
+			return DB_NOMEM;
+		}
+		p = comma ? comma + 1 : NULL;
+	}
+	return DB_OK;
+}
+
 /* "webhook": null, or its URL, events and every delivery with its outcome. */
 static int
 add_webhook(struct db *db, struct json_object *o, int64_t seq, const char *url,
@@ -381,7 +396,7 @@ jobjson_load(struct db *db, const char *base_url, const char *id,
 	char *hook_url = NULL;
 	struct db_stmt *st;
 	const char *status;
-	int64_t seq, priority;
+	int64_t seq, priority, position = 0;
 	bool is_queued, has_outputs;
 	size_t blen;
 	int rc;
@@ -408,8 +423,12 @@ jobjson_load(struct db *db, const char *base_url, const char *id,
 	priority = db_i64(st, COL_PRIORITY);
 	status = db_text(st, COL_STATUS, NULL);
 	is_queued = strcmp(status, "queued") == 0;
-	has_outputs = strcmp(status, "queued") != 0 && strcmp(status, "held") != 0 &&
-	    strcmp(status, "waiting") != 0;
+	/* Only a success has outputs: genqd writes them in the transaction
+	 * that makes the job succeeded (daemon/finish.c, settle_successes),
+	 * nothing moves a job out of succeeded, and retention marks them
+	 * deleted_at rather than removing the rows. Any other status needs no
+	 * query for its empty list. */
+	has_outputs = strcmp(status, "succeeded") == 0;
 	snprintf(queue, sizeof queue, "%s", db_text(st, COL_QUEUE, NULL));
 
 	json_object_object_add(o, "id", json_object_new_string(id));
@@ -458,7 +477,11 @@ jobjson_load(struct db *db, const char *base_url, const char *id,
 		rc = DB_NOMEM;
 		goto out;
 	}
-	json_object_object_add(o, "after", after);     /* filled below */
+	json_object_object_add(o, "after", after);
+	if ((rc = add_after(after, db_text(st, COL_AFTER, NULL))) != DB_OK)
+		goto out;
+	if (is_queued)
+		position = db_i64(st, COL_AHEAD) + 1;
 
 	snprintf(hook_events, sizeof hook_events, "%s",
 	    db_is_null(st, COL_WEBHOOK_EVENTS) ? "" : db_text(st, COL_WEBHOOK_EVENTS, NULL));
@@ -471,11 +494,9 @@ jobjson_load(struct db *db, const char *base_url, const char *id,
 	/* Every column of st is copied; other statements may run now. */
 	if ((rc = add_outputs(db, o, base, id, seq, has_outputs)) != DB_OK)
 		goto out;
-	if ((rc = deps_after_json(db, (uint64_t)seq, after)) != DB_OK)
-		goto out;
 	if ((rc = add_webhook(db, o, seq, hook_url, hook_events)) != DB_OK)
 		goto out;
-	if (is_queued && (rc = add_position(db, o, queue, priority, seq)) != DB_OK)
+	if (is_queued && (rc = add_position(db, o, queue, position)) != DB_OK)
 		goto out;
 	*out = o;
 	o = NULL;
