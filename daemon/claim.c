@@ -479,19 +479,33 @@ claim_is_due(const struct genqd *g, const struct backend *b, int64_t now)
 	return b->inflight <= b->max_running || free >= batch;
 }
 
-/* The backends whose claim is due, and the queues they serve. */
+/* Does b take part in a claim that is due for some backend? Every backend
+ * with room and no reason to wait does: one commit tops them all up, and
+ * their next claims fall due together instead of one after another. */
+static bool
+claim_joins(const struct genqd *g, const struct backend *b, int64_t now, bool any_due)
+{
+	if (claim_is_due(g, b, now))
+		return true;
+	return any_due && backend_has_room(g, b) && now >= b->next_claim_at;
+}
+
+/* The backends taking part in this claim, and the queues they serve. */
 static int
 claim_plan(struct genqd *g, struct claim *c, int64_t now)
 {
 	size_t nb = 0, nq = 0;
+	bool any_due = false;
 
+	for (struct backend *b = g->backends; b != NULL && !any_due; b = b->next)
+		any_due = claim_is_due(g, b, now);
+	if (!any_due)
+		return 0;
 	for (struct backend *b = g->backends; b != NULL; b = b->next)
-		if (claim_is_due(g, b, now)) {
+		if (claim_joins(g, b, now, any_due)) {
 			nb++;
 			nq += b->nqueues;
 		}
-	if (nb == 0)
-		return 0;
 	c->takers = calloc(nb, sizeof *c->takers);
 	c->queues = calloc(nq, sizeof *c->queues);
 	if (c->takers == NULL || c->queues == NULL)
@@ -499,7 +513,7 @@ claim_plan(struct genqd *g, struct claim *c, int64_t now)
 	for (struct backend *b = g->backends; b != NULL; b = b->next) {
 		struct taker *tk;
 
-		if (!claim_is_due(g, b, now))
+		if (!claim_joins(g, b, now, any_due))
 			continue;
 		tk = &c->takers[c->ntakers++];
 		tk->b = b;

@@ -55,6 +55,12 @@ static const char SQL_HAND_BACK_BACKEND[] =
 /* Positive db_txn result: the job is no longer this attempt's to end. */
 #define FINISH_STALE 1
 
+/* An ended attempt waits up to this long for others to share its commit
+ * (each commit is a log flush, ~1 ms here): fast backends end many jobs a
+ * millisecond apart. A prefetched prompt keeps the GPU busy meanwhile. */
+#define FINISH_GATHER_US 2000LL
+#define FINISH_GATHER_MIN 16
+
 #define COMMIT_RETRY_MIN_US 500000LL
 #define COMMIT_RETRY_MAX_US 30000000LL
 
@@ -658,14 +664,20 @@ finish_flush(struct genqd *g, int64_t now)
 	struct finish f[FINISH_BATCH_MAX];
 	struct run *marks[FINISH_BATCH_MAX], *prog[FINISH_BATCH_MAX];
 	struct batch bt = { .g = g, .f = f, .marks = marks, .prog = prog };
+	size_t ended = 0;
+	bool full = false;
 	int rc;
 
 	if (!gqd_db_ready(g))
 		return;
+	/* Enough ended attempts for a good batch: no need to wait for more. */
+	for (struct run *r = g->runs; r != NULL && !full; r = r->next)
+		full = r->state == RUN_ENDED && r->tries == 0 && ++ended >= FINISH_GATHER_MIN;
 	for (struct run *r = g->runs; r != NULL; r = r->next) {
 		if (r->state == RUN_DEAD)
 			continue;
-		if (r->state == RUN_ENDED && r->next_at <= now && bt.n < FINISH_BATCH_MAX) {
+		if (r->state == RUN_ENDED && (r->next_at <= now || (full && r->tries == 0)) &&
+		    bt.n < FINISH_BATCH_MAX) {
 			struct finish *x = &f[bt.n++];
 
 			memset(x, 0, sizeof *x);
@@ -751,9 +763,9 @@ run_end(struct genqd *g, struct run *r)
 	r->submitting = false;
 	r->state = RUN_ENDED;
 	r->tries = 0;
-	r->next_at = 0;
+	r->next_at = gq_mono_us() + FINISH_GATHER_US;
 	policy_utf8_fix(r->out.message);
-	/* Committed by finish_flush at this turn of the loop, together with
+	/* Committed by finish_flush within FINISH_GATHER_US, together with
 	 * every other attempt that ended meanwhile. */
 }
 
