@@ -414,8 +414,10 @@ on_probe_json(const struct http_result *res, void *arg)
 }
 
 void
-backend_probe_json(struct genqd *g, struct backend *b, const char *url, const char *what)
+backend_probe_json(struct genqd *g, struct backend *b, const char *url, const char *what,
+    const char *auth)
 {
 	b->probe_what = what;
-	b->probe_req = http_get(g->http, url, PROBE_REPLY_MAX, on_probe_json, b);
+	b->probe_req = http_get_headers(g->http, url, PROBE_REPLY_MAX, &auth, auth != NULL,
+	    on_probe_json, b);
 }

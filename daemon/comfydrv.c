@@ -436,7 +436,7 @@ comfy_probe(struct genqd *g, struct backend *b)
 
 	buf_init(&url, 0);
 	if (make_url(&url, b, "/system_stats", NULL) == 0)
-		backend_probe_json(g, b, url.data, "system_stats");
+		backend_probe_json(g, b, url.data, "system_stats", NULL);
 	buf_free(&url);
 }
 

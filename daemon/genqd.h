@@ -209,9 +209,11 @@ void backend_probes(struct genqd *g, int64_t now);
 /* A request to b worked / failed (counts towards marking it down). */
 void backend_ok(struct genqd *g, struct backend *b);
 void backend_failed(struct genqd *g, struct backend *b, const char *why);
-/* Probe b with GET url, healthy on 200 with a JSON object; what names the
- * endpoint in messages (a string literal). Ends in backend_probe_done. */
-void backend_probe_json(struct genqd *g, struct backend *b, const char *url, const char *what);
+/* Probe b with GET url (and the header line auth, unless NULL), healthy on
+ * 200 with a JSON object; what names the endpoint in messages (a string
+ * literal). Ends in backend_probe_done. */
+void backend_probe_json(struct genqd *g, struct backend *b, const char *url, const char *what,
+    const char *auth);
 /* The end of a probe started by proto->probe. */
 void backend_probe_done(struct genqd *g, struct backend *b, bool ok, const char *why);
 /* Remember a prompt to remove from b once b is reachable again. */

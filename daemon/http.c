@@ -261,11 +261,29 @@ req_start(struct http *h, struct http_req *r)
 struct http_req *
 http_get(struct http *h, const char *url, size_t limit, http_done_fn done, void *arg)
 {
+	return http_get_headers(h, url, limit, NULL, 0, done, arg);
+}
+
+struct http_req *
+http_get_headers(struct http *h, const char *url, size_t limit, const char *const *headers,
+    size_t nheaders, http_done_fn done, void *arg)
+{
 	struct http_req *r = req_new(h, url, limit, done, arg);
 
 	if (r == NULL)
 		return NULL;
 	curl_easy_setopt(r->easy, CURLOPT_HTTPGET, 1L);
+	for (size_t i = 0; i < nheaders; i++) {
+		struct curl_slist *l = curl_slist_append(r->headers, headers[i]);
+
+		if (l == NULL) {
+			req_free(r);
+			return NULL;
+		}
+		r->headers = l;
+	}
+	if (r->headers != NULL)
+		curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
 	return req_start(h, r);
 }
 

@@ -47,6 +47,10 @@ void http_set_timeout(struct http *h, int seconds);
 struct http_req *http_get(struct http *h, const char *url, size_t limit,
     http_done_fn done, void *arg);
 
+/* The same with nheaders "Name: value" lines added to the request. */
+struct http_req *http_get_headers(struct http *h, const char *url, size_t limit,
+    const char *const *headers, size_t nheaders, http_done_fn done, void *arg);
+
 /* POST a JSON body (copied) to url; reply bounded by limit. */
 struct http_req *http_post_json(struct http *h, const char *url,
     const char *body, size_t len, size_t limit, http_done_fn done, void *arg);

@@ -149,6 +149,18 @@ apply_log_level(const struct genq_config *cfg)
 /* SIGHUP: take the settings that can change while running. Connection
  * settings and paths stay as they were at startup. */
 static void
+swap_backend_keys(struct genq_config *a, struct genq_config *b)
+{
+	struct backend_key *keys = a->backend_keys;
+	size_t n = a->nbackend_keys;
+
+	a->backend_keys = b->backend_keys;
+	a->nbackend_keys = b->nbackend_keys;
+	b->backend_keys = keys;
+	b->nbackend_keys = n;
+}
+
+static void
 reload_config(struct genqd *g)
 {
 	struct genq_config fresh;
@@ -168,6 +180,7 @@ reload_config(struct genqd *g)
 	free(g->cfg->log_level);
 	g->cfg->log_level = fresh.log_level;
 	fresh.log_level = NULL;
+	swap_backend_keys(g->cfg, &fresh);     /* used from the next request on */
 	config_free(&fresh);
 	apply_log_level(g->cfg);
 	http_set_timeout(g->http, g->cfg->http_timeout_s);

@@ -303,13 +303,28 @@ out:
 	call_free(c);
 }
 
+/* "Authorization: Bearer <token>" for b from [backend_keys] into buf, or
+ * NULL when it has none (vLLM's and llama.cpp's --api-key). */
+#define AUTH_HEADER_MAX (CONFIG_BACKEND_TOKEN_MAX + 32)
+
+static const char *
+auth_header(const struct genqd *g, const struct backend *b, char buf[AUTH_HEADER_MAX])
+{
+	const char *token = config_backend_key(g->cfg, b->name);
+
+	if (token == NULL)
+		return NULL;
+	snprintf(buf, AUTH_HEADER_MAX, "Authorization: Bearer %s", token);
+	return buf;
+}
+
 static void
 openai_submit(struct genqd *g, struct run *r)
 {
 	struct call *c = calloc(1, sizeof *c);
 	struct buf url, body;
-	char msg[OAI_MSG_MAX] = "", rid[GQ_UUID_LEN + 16];
-	const char *headers[2];
+	char msg[OAI_MSG_MAX] = "", rid[GQ_UUID_LEN + 16], auth[AUTH_HEADER_MAX];
+	const char *headers[3];
 	struct http_post_opts opts;
 
 	buf_init(&url, 0);
@@ -346,6 +361,8 @@ openai_submit(struct genqd *g, struct run *r)
 	memset(&opts, 0, sizeof opts);
 	opts.headers = headers;
 	opts.nheaders = 2;
+	if ((headers[2] = auth_header(g, r->backend, auth)) != NULL)
+		opts.nheaders = 3;
 	/* A generation may take as long as its job may: timeout_s (sweep.c)
 	 * ends it; this is only the backstop. */
 	opts.timeout_s = (r->timeout_s > 0 ? r->timeout_s : g->cfg->http_timeout_s) + TIMEOUT_SLACK_S;
@@ -400,15 +417,17 @@ openai_stop(struct genqd *g, struct run *r)
 }
 
 /* GET /v1/models: every OpenAI-compatible server has it, and llama.cpp
- * answers it 503 while its model loads. */
+ * answers it 503 while its model loads. With the server's API key: a
+ * wrong or missing one answers 401, and the backend stays down. */
 static void
 openai_probe(struct genqd *g, struct backend *b)
 {
+	char auth[AUTH_HEADER_MAX];
 	struct buf url;
 
 	buf_init(&url, 0);
 	if (oai_url(&url, b->url, "/models") == 0)
-		backend_probe_json(g, b, url.data, "models");
+		backend_probe_json(g, b, url.data, "models", auth_header(g, b, auth));
 	buf_free(&url);
 }
 

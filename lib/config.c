@@ -105,6 +105,62 @@ set_value(struct genq_config *cfg, const struct setting *s, const char *value,
 	return 0;
 }
 
+/* A [backend_keys] line. Names as genqctl accepts them; tokens visible
+ * ASCII only, so one can never break the header line it is sent in. */
+static int
+add_backend_key(struct genq_config *cfg, const char *name, const char *token,
+    char *err, size_t errlen)
+{
+	struct backend_key *v;
+	size_t nlen = strlen(name), tlen = strlen(token);
+
+	if (nlen == 0 || nlen > CONFIG_BACKEND_NAME_MAX ||
+	    strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != nlen) {
+		snprintf(err, errlen, "[backend_keys] %.80s: not a backend name", name);
+		return -1;
+	}
+	if (tlen == 0 || tlen > CONFIG_BACKEND_TOKEN_MAX) {
+		snprintf(err, errlen, "[backend_keys] %s: the token must be 1 to %d characters",
+		    name, CONFIG_BACKEND_TOKEN_MAX);
+		return -1;
+	}
+	for (size_t i = 0; i < tlen; i++)
+		if (token[i] < 0x21 || token[i] > 0x7e) {
+			snprintf(err, errlen, "[backend_keys] %s: the token may hold only visible "
+			    "ASCII characters", name);
+			return -1;
+		}
+	if (config_backend_key(cfg, name) != NULL) {
+		snprintf(err, errlen, "[backend_keys] %s: given twice", name);
+		return -1;
+	}
+	if ((v = realloc(cfg->backend_keys, (cfg->nbackend_keys + 1) * sizeof *v)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	cfg->backend_keys = v;
+	v = &cfg->backend_keys[cfg->nbackend_keys];
+	v->name = strdup(name);
+	v->token = strdup(token);
+	if (v->name == NULL || v->token == NULL) {
+		free(v->name);
+		free(v->token);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	cfg->nbackend_keys++;
+	return 0;
+}
+
+const char *
+config_backend_key(const struct genq_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->nbackend_keys; i++)
+		if (strcmp(cfg->backend_keys[i].name, name) == 0)
+			return cfg->backend_keys[i].token;
+	return NULL;
+}
+
 static int
 on_ini_entry(void *user, const char *section, const char *key, const char *value)
 {
@@ -112,6 +168,13 @@ on_ini_entry(void *user, const char *section, const char *key, const char *value
 
 	if (st->failed)
 		return 0;
+	if (strcmp(section, "backend_keys") == 0) {
+		if (add_backend_key(st->cfg, key, value, st->err, st->errlen) < 0) {
+			st->failed = 1;
+			return 0;
+		}
+		return 1;
+	}
 	for (size_t i = 0; i < NSETTINGS; i++) {
 		if (strcmp(settings[i].section, section) == 0 &&
 		    strcmp(settings[i].key, key) == 0) {
@@ -179,6 +242,13 @@ config_free(struct genq_config *cfg)
 			*field = NULL;
 		}
 	}
+	for (size_t i = 0; i < cfg->nbackend_keys; i++) {
+		free(cfg->backend_keys[i].name);
+		free(cfg->backend_keys[i].token);
+	}
+	free(cfg->backend_keys);
+	cfg->backend_keys = NULL;
+	cfg->nbackend_keys = 0;
 }
 
 long

@@ -44,7 +44,21 @@ struct genq_config {
 
 	/* [log] */
 	char *log_level;
+
+	/* [backend_keys]: "NAME = TOKEN" lines, the bearer token genqd sends
+	 * to backend NAME (OpenAI-compatible servers started with an API key). */
+	struct backend_key *backend_keys;
+	size_t nbackend_keys;
 };
+
+struct backend_key {
+	char *name;
+	char *token;
+};
+
+/* Longest backend name and token [backend_keys] accepts. */
+#define CONFIG_BACKEND_NAME_MAX 64
+#define CONFIG_BACKEND_TOKEN_MAX 512
 
 /* Fill cfg with defaults, then read path over them. On error returns -1 with
  * a one-line message in err. cfg owns its strings: release with config_free. */
@@ -54,6 +68,9 @@ int config_load(struct genq_config *cfg, const char *path, char *err, size_t err
 void config_defaults(struct genq_config *cfg);
 
 void config_free(struct genq_config *cfg);
+
+/* The [backend_keys] token for backend name, or NULL. */
+const char *config_backend_key(const struct genq_config *cfg, const char *name);
 
 /* The retention period in seconds (retention_s, else retention_days);
  * 0 when outputs are kept forever. */

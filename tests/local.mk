@@ -32,7 +32,8 @@ E2E_TESTS = \
 	tests/e2e/test_two_genqd.py \
 	tests/e2e/test_mariadb_restart.py \
 	tests/e2e/test_backend_restart.py \
-	tests/e2e/test_health.py
+	tests/e2e/test_health.py \
+	tests/e2e/test_backend_keys.py
 TESTS += $(E2E_TESTS)
 TEST_EXTENSIONS = .py
 PY_LOG_COMPILER = python3

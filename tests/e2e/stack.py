@@ -78,6 +78,7 @@ class Stack:
         self.fcgi_workers = fcgi_workers
         self.sim_run_ms = sim_run_ms
         self.daemon_settings = daemon_settings or {}
+        self.backend_keys = {}   # [backend_keys]: backend name -> bearer token
         self.logdir = os.path.join(self.root, "log")
         self.state_file = os.path.join(self.root, "stack.json")
         self.state = self._load_state(port)
@@ -270,6 +271,8 @@ class Stack:
             # Webhook receivers of the tests and the demo run on 127.0.0.1.
             "", "[webhooks]", "allow_private = 127.0.0.1/32",
             "", "[log]", "level = info", ""]
+        if self.backend_keys:
+            lines += ["[backend_keys]"] + [f"{k} = {v}" for k, v in self.backend_keys.items()] + [""]
         with open(self.config_path, "w") as f:
             f.write("\n".join(lines))
 
@@ -350,9 +353,10 @@ http {{
     def sim_url(self, i):
         return f"http://127.0.0.1:{self.state['sim_ports'][i]}"
 
-    def start_openai_sim(self, i):
+    def start_openai_sim(self, i, extra_args=()):
         """OpenAI-compatible simulator i (tests/sim/openai_sim.py), named
-        oaiN; with a fixed port it takes the ports after the ComfyUI ones."""
+        oaiN; with a fixed port it takes the ports after the ComfyUI ones.
+        extra_args go to openai_sim.py (--api-key KEY, a fault knob)."""
         ports = self.state.setdefault("oai_ports", [])
         while len(ports) <= i:
             p = self.state["port"] + 1 + self.nbackends + len(ports)
@@ -362,7 +366,7 @@ http {{
         offset = os.path.getsize(logfile) if os.path.exists(logfile) else 0
         self._spawn(name, [
             sys.executable, "-u", os.path.join(SRCDIR, "tests", "sim", "openai_sim.py"),
-            "--port", str(ports[i]), "--name", name])
+            "--port", str(ports[i]), "--name", name, *extra_args])
 
         def bound():
             with open(logfile) as f:

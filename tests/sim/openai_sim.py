@@ -16,7 +16,7 @@ Usage:
   openai_sim.py --port N [--host 127.0.0.1] [--token-ms 20] [--tokens 16]
                 [--run-ms 200] [--models sim-llm,sim-image] [--name NAME]
                 [--pidfile F] [--log F] [--fail-next N] [--http-500-next N]
-                [--hang] [--delay-ms N] [--loading]
+                [--hang] [--delay-ms N] [--loading] [--api-key KEY]
 Prints `listening port=N` on stdout once bound (port 0 picks a free port).
 
 Steering one request (words in the last user message, or in an image prompt):
@@ -25,6 +25,10 @@ Steering one request (words in the last user message, or in an image prompt):
   SIM_FAIL   500 server_error (streams: an error event halfway, then close)
   SIM_HANG   stop halfway (streams) or never answer, until the client leaves
   SIM_400    400 invalid_request_error       SIM_503  503 overloaded
+With --api-key, every /v1/ route wants `Authorization: Bearer KEY` and
+answers anything else 401 {"error": {"code": 401, "message": "Invalid API
+Key", "type": "authentication_error"}}, as llama.cpp's server started with
+--api-key does (/health stays open).
 Test-harness routes (not OpenAI; never faulted or delayed):
   POST /sim/control {"token_ms", "tokens", "run_ms", "fail_next",
                      "http_500_next", "http_503_next", "hang", "delay_ms",
@@ -117,7 +121,9 @@ class Simulator:
                       "loading": args.loading}
         self.stats = {"requests": {}, "request_ids": {}, "chat_completions": 0, "streams": 0,
                       "images": 0, "completed": 0, "aborted": 0, "failed": 0, "in_flight": 0,
-                      "http_500_served": 0, "http_503_served": 0, "errors": {}}
+                      "http_500_served": 0, "http_503_served": 0, "unauthorized": 0,
+                      "errors": {}}
+        self.api_key = args.api_key
         self.files = {}        # url-format images: name -> PNG bytes
         self.port = 0
 
@@ -284,6 +290,7 @@ class Handler(BaseHTTPRequestHandler):
                 rid = self.headers.get("X-Request-Id")
                 if rid and name in ("chat", "images"):   # every arrival, faulted or not
                     self.sim.count("request_ids", rid[:128])
+                self.check_key(path)
                 self.fault(name)
             getattr(self, "r_" + name)(path, body)
         except ApiError as e:
@@ -292,6 +299,16 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         finally:
             self.sim.log(f"{method} {path} {self.status} {int((time.monotonic() - t0) * 1000)}ms")
+
+    def check_key(self, path):
+        if self.sim.api_key is None or not path.startswith("/v1/"):
+            return
+        if self.headers.get("Authorization") != f"Bearer {self.sim.api_key}":
+            self.sim.count("unauthorized")
+            err = ApiError(401, "Invalid API Key", etype="authentication_error", code=401)
+            err.body = lambda: {"error": {"code": 401, "message": "Invalid API Key",
+                                          "type": "authentication_error"}}
+            raise err
 
     def fault(self, name):
         """The control knobs that apply to every OpenAI route."""
@@ -544,6 +561,7 @@ def parse_args(argv):
     p.add_argument("--hang", action="store_true", help="generations stall until the client leaves")
     p.add_argument("--delay-ms", type=int, default=0, help="latency added to every OpenAI reply")
     p.add_argument("--loading", action="store_true", help="answer 503 'Loading model' (llama.cpp)")
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1/ routes")
     return p.parse_args(argv)
 
 

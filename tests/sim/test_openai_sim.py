@@ -230,6 +230,22 @@ class KnobTest(unittest.TestCase):
         self.sim.json("POST", "/sim/control", {"loading": False})
         self.assertEqual(self.sim.json("GET", "/health")[0], 200)
 
+    def test_api_key_is_required_on_v1_routes(self):
+        self.sim.close()
+        self.sim = Sim("--api-key", "sk-test")
+        status, body = self.sim.json("GET", "/v1/models")
+        self.assertEqual(status, 401)
+        self.assertEqual(body["error"], {"code": 401, "message": "Invalid API Key",
+                                         "type": "authentication_error"})
+        wrong = {"Authorization": "Bearer sk-other"}
+        self.assertEqual(self.sim.json("POST", "/v1/chat/completions", chat("a"), wrong)[0], 401)
+        right = {"Authorization": "Bearer sk-test"}
+        self.assertEqual(self.sim.json("GET", "/v1/models", headers=right)[0], 200)
+        self.assertEqual(self.sim.json("POST", "/v1/chat/completions", chat("b"), right)[0], 200)
+        self.assertEqual(self.sim.json("GET", "/health")[0], 200)     # open, as llama.cpp's
+        stats = self.sim.json("GET", "/sim/stats")[1]
+        self.assertEqual((stats["unauthorized"], stats["completed"]), (2, 1))
+
     def test_client_leaving_aborts_the_stream(self):
         s = socket.create_connection(("127.0.0.1", self.sim.port))
         body = json.dumps(chat("SIM_TOKENS=500 SIM_TOKEN_MS=20", stream=True)).encode()

@@ -48,6 +48,42 @@ START_TEST(config_reads_values_over_defaults)
 }
 END_TEST
 
+START_TEST(config_reads_backend_keys_and_refuses_unsafe_ones)
+{
+	struct genq_config cfg;
+	char err[256];
+	char *path = write_temp("[backend_keys]\nvllm-1 = sk-abc.123\nllama = k2\n");
+
+	ck_assert_int_eq(config_load(&cfg, path, err, sizeof err), 0);
+	ck_assert_str_eq(config_backend_key(&cfg, "vllm-1"), "sk-abc.123");
+	ck_assert_str_eq(config_backend_key(&cfg, "llama"), "k2");
+	ck_assert_ptr_null(config_backend_key(&cfg, "other"));
+	config_free(&cfg);
+	ck_assert_ptr_null(config_backend_key(&cfg, "llama"));
+	unlink(path);
+
+	/* A space (or anything else outside visible ASCII) could end the
+	 * header line the token is sent in. */
+	path = write_temp("[backend_keys]\nvllm = sk a\n");
+	ck_assert_int_eq(config_load(&cfg, path, err, sizeof err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "[backend_keys] vllm"));
+	config_free(&cfg);
+	unlink(path);
+
+	path = write_temp("[backend_keys]\nvllm = a\nvllm = b\n");
+	ck_assert_int_eq(config_load(&cfg, path, err, sizeof err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "given twice"));
+	config_free(&cfg);
+	unlink(path);
+
+	path = write_temp("[backend_keys]\nno/slash = a\n");
+	ck_assert_int_eq(config_load(&cfg, path, err, sizeof err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "not a backend name"));
+	config_free(&cfg);
+	unlink(path);
+}
+END_TEST
+
 START_TEST(config_refuses_unknown_keys_and_bad_numbers)
 {
 	struct genq_config cfg;
@@ -377,6 +413,7 @@ lib_suite(void)
 	tcase_add_test(tc, log_escape_cuts_between_characters);
 	tcase_add_test(tc, log_lines_stay_one_valid_line);
 	tcase_add_test(tc, sql_rows_builds_one_text_per_count);
+	tcase_add_test(tc, config_reads_backend_keys_and_refuses_unsafe_ones);
 	suite_add_tcase(s, tc);
 	return s;
 }
