@@ -8,11 +8,13 @@
  * state is the rows. A failure frees the next level of a chain, so a tick
  * repeats (a few rounds) while it fails jobs.
  *
- * Parent outputs: before a child's prompt goes to a ComfyUI backend, every
- * "genq:after/<i>/outputs/<n>" string in its input is replaced: a file by
- * the name under which POST /upload/image stored it on that backend, a
- * text output by its text. Uploads go one at a time as r's request in
- * flight, so a cancel or timeout (http_cancel of r->req) stops them. */
+ * Parent outputs: before a child's prompt goes to its backend, every
+ * "genq:after/<i>/outputs/<n>" string in its input is replaced: a text
+ * output by its text; a file, on a ComfyUI backend, by the name under which
+ * POST /upload/image stored it there, and on an OpenAI-compatible backend
+ * (no uploads) by a data URL of its bytes. Uploads go one at a time as r's
+ * request in flight, so a cancel or timeout (http_cancel of r->req) stops
+ * them. */
 #include "autoconf.h"
 
 #include <errno.h>
@@ -22,6 +24,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "buf.h"
 #include "comfy.h"
@@ -566,6 +570,71 @@ out:
 	}
 }
 
+/* The most of a parent's file an OpenAI-compatible backend is handed
+ * inline (OpenAI's own limit for an image input is 20 MB). */
+#define INLINE_MAX (20u << 20)
+
+/* A content type safe to put into a data URL as it is. */
+static const char *
+data_url_type(const char *ct)
+{
+	size_t n = strlen(ct);
+
+	if (n == 0 || n > 100 || strspn(ct, "abcdefghijklmnopqrstuvwxyz0123456789/.+-") != n ||
+	    strchr(ct, '/') == NULL)
+		return "application/octet-stream";
+	return ct;
+}
+
+/* An OpenAI-compatible backend takes no uploads: a parent's file goes
+ * inline as a data URL ("data:image/png;base64,..."), which chat requests
+ * accept where an image is expected (image_url.url). 0, or -1 with why. */
+static int
+inline_file(struct dep_ref *ref, char *why, size_t len)
+{
+	const char *type = data_url_type(ref->content_type);
+	unsigned char *raw = NULL;
+	struct stat sb;
+	size_t head, b64;
+	int fd, rc = -1;
+
+	if ((fd = open(ref->file, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &sb) < 0) {
+		snprintf(why, len, "cannot read the parent's output file");
+		goto out;
+	}
+	if (sb.st_size > (off_t)INLINE_MAX) {
+		snprintf(why, len, "output %u of after[%u] is %lld bytes; at most %u go inline to "
+		    "an OpenAI-compatible backend", ref->output, ref->parent,
+		    (long long)sb.st_size, INLINE_MAX);
+		goto out;
+	}
+	if ((raw = malloc((size_t)sb.st_size + 1)) == NULL)
+		goto oom;
+	for (size_t got = 0; got < (size_t)sb.st_size; ) {
+		ssize_t n = read(fd, raw + got, (size_t)sb.st_size - got);
+		if (n <= 0) {
+			snprintf(why, len, "cannot read the parent's output file");
+			goto out;
+		}
+		got += (size_t)n;
+	}
+	head = strlen("data:") + strlen(type) + strlen(";base64,");
+	b64 = 4 * (((size_t)sb.st_size + 2) / 3);
+	if ((ref->value = malloc(head + b64 + 1)) == NULL)
+		goto oom;
+	snprintf(ref->value, head + 1, "data:%s;base64,", type);
+	EVP_EncodeBlock((unsigned char *)ref->value + head, raw, (int)sb.st_size);
+	rc = 0;
+	goto out;
+oom:
+	snprintf(why, len, "out of memory");
+out:
+	if (fd >= 0)
+		close(fd);
+	free(raw);
+	return rc;
+}
+
 bool
 deps_prepare(struct genqd *g, struct run *r, deps_submit_fn submit)
 {
@@ -605,6 +674,17 @@ deps_prepare(struct genqd *g, struct run *r, deps_submit_fn submit)
 			run_fail(g, r, retry ? "output_error" : "dependency_failed", retry, "%s", why);
 			return true;
 		}
+	}
+	if (r->backend->proto == &openai_proto) {
+		for (size_t i = 0; i < up->n; i++) {
+			if (up->refs[i].value == NULL && inline_file(&up->refs[i], why, sizeof why) < 0) {
+				upload_free(up);
+				run_fail(g, r, "dependency_failed", false, "%s", why);
+				return true;
+			}
+		}
+		finish_uploads(up);
+		return true;
 	}
 	start_next(up);
 	return true;

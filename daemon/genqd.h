@@ -297,8 +297,9 @@ void deps_tick(struct genqd *g, int64_t now);
 typedef void (*deps_submit_fn)(struct genqd *g, struct run *r);
 /* Before r's prompt goes out: false when r->input needs nothing (submit
  * now). true when deps.c took r over: it replaces the parent output
- * references in r->input (uploading files to r's ComfyUI backend) and then
- * calls submit(g, r) again, or ends r with run_fail. */
+ * references in r->input (text outputs by their text; files uploaded to a
+ * ComfyUI backend, or inline as data URLs for an OpenAI-compatible one) and
+ * then calls submit(g, r) again, or ends r with run_fail. */
 bool deps_prepare(struct genqd *g, struct run *r, deps_submit_fn submit);
 
 /* ---- retention.c ---- */

@@ -321,12 +321,17 @@ auth_header(const struct genqd *g, const struct backend *b, char buf[AUTH_HEADER
 static void
 openai_submit(struct genqd *g, struct run *r)
 {
-	struct call *c = calloc(1, sizeof *c);
+	struct call *c;
 	struct buf url, body;
 	char msg[OAI_MSG_MAX] = "", rid[GQ_UUID_LEN + 16], auth[AUTH_HEADER_MAX];
 	const char *headers[3];
 	struct http_post_opts opts;
 
+	/* Parent outputs named in the input go in first (deps.c): texts as
+	 * they are, files as data URLs; it calls openai_submit again. */
+	if (deps_prepare(g, r, openai_submit))
+		return;
+	c = calloc(1, sizeof *c);
 	buf_init(&url, 0);
 	buf_init(&body, 0);
 	if (!run_lease_fresh(g, r)) {

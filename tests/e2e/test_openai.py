@@ -142,6 +142,36 @@ class OpenAITest(StackTestCase):
             self.assertEqual(r.body, want)
             self.assertEqual(out["sha256"], hashlib.sha256(r.body).hexdigest())
 
+    # ---- after: parent outputs in the child's request ------------------------
+    def test_after_hands_a_parents_text_to_a_chat_child(self):
+        parent = self.submit(self.key, {"queue": "llm", "input": chat("name a colour",
+                                                                       max_tokens=5)})
+        child_body = chat("genq:after/0/outputs/0", max_tokens=8)
+        child = self.submit(self.key, {"queue": "llm", "input": child_body,
+                                       "after": [parent["id"]]})
+        parent = self.wait_terminal(self.key, parent["id"])
+        self.assertEqual(parent["status"], "succeeded", parent)
+        child = self.wait_terminal(self.key, child["id"])
+        self.assertEqual(child["status"], "succeeded", child)
+        # The child was asked the parent's answer, not the reference.
+        handed = chat(parent["outputs"][0]["text"], max_tokens=8)
+        self.assertEqual(child["outputs"], [{"index": 0, "text": self.expected_text(handed)}])
+        self.assertNotEqual(self.expected_text(handed), self.expected_text(child_body))
+
+    def test_after_hands_a_parents_image_to_a_vision_child_as_a_data_url(self):
+        parent = self.submit(self.key, {"queue": "llm", "input": {
+            "prompt": "a red kite", "size": "256x256"}})
+        child = self.submit(self.key, {"queue": "llm", "after": [parent["id"]], "input": {
+            "model": "sim-llm", "max_tokens": 4, "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "what is in the picture?"},
+                {"type": "image_url", "image_url": {"url": "genq:after/0/outputs/0"}}]}]}})
+        parent = self.wait_terminal(self.key, parent["id"])
+        self.assertEqual(parent["status"], "succeeded", parent)
+        child = self.wait_terminal(self.key, child["id"])
+        self.assertEqual(child["status"], "succeeded", child)
+        # The very bytes of the parent's stored PNG reached the server.
+        self.assertIn(parent["outputs"][0]["sha256"], self.sim_stats()["image_inputs"])
+
     # ---- failures ------------------------------------------------------------
     def test_400_fails_without_retry(self):
         job = self.submit(self.key, {"queue": "llm", "input": chat("SIM_400 please")})

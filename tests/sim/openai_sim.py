@@ -122,7 +122,7 @@ class Simulator:
         self.stats = {"requests": {}, "request_ids": {}, "chat_completions": 0, "streams": 0,
                       "images": 0, "completed": 0, "aborted": 0, "failed": 0, "in_flight": 0,
                       "http_500_served": 0, "http_503_served": 0, "unauthorized": 0,
-                      "errors": {}}
+                      "image_inputs": [], "errors": {}}
         self.api_key = args.api_key
         self.files = {}        # url-format images: name -> PNG bytes
         self.port = 0
@@ -370,8 +370,32 @@ class Handler(BaseHTTPRequestHandler):
         self.sim.count("aborted")
         self.close_connection = True
 
+    def note_image_inputs(self, req):
+        """SHA-256 of every data: URL image in the messages (a vision
+        request), kept in stats["image_inputs"] so a test can see what
+        reached the server; a malformed one is refused as the servers do."""
+        for m in req.get("messages") or []:
+            parts = m.get("content") if isinstance(m, dict) else None
+            for p in parts if isinstance(parts, list) else []:
+                url = ((p.get("image_url") or {}).get("url") if isinstance(p, dict)
+                       and p.get("type") == "image_url" else None)
+                if not isinstance(url, str) or not url.startswith("data:"):
+                    continue
+                head, _, data = url.partition(",")
+                try:
+                    raw = base64.b64decode(data, validate=True)
+                except ValueError:
+                    raise ApiError(400, "Invalid image data URL", param="messages")
+                if not head.endswith(";base64"):
+                    raise ApiError(400, "Invalid image data URL", param="messages")
+                with self.sim.lock:
+                    seen = self.sim.stats["image_inputs"]
+                    seen.append(hashlib.sha256(raw).hexdigest())
+                    del seen[:-100]
+
     def r_chat(self, path, body):
         req = self.parse(body)
+        self.note_image_inputs(req)
         plan = self.sim.chat_plan(req)
         if plan["bad"]:
             raise ApiError(400, "Invalid request: SIM_400 asked for a refusal", param="messages")
