@@ -279,22 +279,6 @@ backend_open(struct db *db, struct genqd *g, const struct backend *b, bool *open
 	return rc < 0 ? rc : DB_OK;
 }
 
-static struct db_stmt *
-prepare_rows(struct db *db, struct sql_rows *t, size_t n)
-{
-	const char *sql = sql_rows(t, (unsigned)n);
-
-	return sql != NULL ? db_prepare(db, sql) : NULL;
-}
-
-static int
-prepare_failed(struct db *db)
-{
-	int rc = db_last_status(db);
-
-	return rc != DB_OK ? rc : DB_NOMEM;
-}
-
 /* Move up to SQL_ROWS_MAX heads, each assigned to an open backend, to
  * running with a new attempt: three statements for all of them. */
 static int
@@ -304,8 +288,8 @@ start_jobs(struct db *db, struct genqd *g, struct head **v, size_t n)
 	struct db_stmt *st;
 	int rc;
 
-	if ((st = prepare_rows(db, &sql_attempts, n)) == NULL)
-		return prepare_failed(db);
+	if ((st = sql_rows_prepare(db, &sql_attempts, n, &rc)) == NULL)
+		return rc;
 	for (size_t i = 0; i < n; i++) {
 		unsigned c = (unsigned)(4 * i);
 
@@ -319,8 +303,8 @@ start_jobs(struct db *db, struct genqd *g, struct head **v, size_t n)
 	if ((rc = db_exec(st)) != DB_OK)
 		return rc;
 
-	if ((st = prepare_rows(db, &sql_start, n)) == NULL)
-		return prepare_failed(db);
+	if ((st = sql_rows_prepare(db, &sql_start, n, &rc)) == NULL)
+		return rc;
 	db_bind_str(st, 0, g->id);
 	db_bind_i64(st, 1, g->cfg->lease_s);
 	for (size_t i = 0; i < n; i++)

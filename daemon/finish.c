@@ -288,8 +288,8 @@ lock_batch(struct db *db, struct batch *bt)
 
 	for (size_t i = 0; i < bt->n; i++)
 		bt->f[i].ours = false;
-	if ((st = db_prepare(db, sql_rows(&sql_lock_jobs, (unsigned)bt->n))) == NULL)
-		return db_last_status(db) != DB_OK ? db_last_status(db) : DB_NOMEM;
+	if ((st = sql_rows_prepare(db, &sql_lock_jobs, bt->n, &rc)) == NULL)
+		return rc;
 	for (size_t i = 0; i < bt->n; i++)
 		db_bind_i64(st, (unsigned)i, (int64_t)bt->f[i].r->seq);
 	if ((rc = db_exec(st)) != DB_OK)
@@ -410,16 +410,6 @@ log_verdict(struct finish *f)
 
 /* ---- the successes of a batch, written together ------------------- */
 
-static int
-prepare_rows(struct db *db, struct sql_rows *t, size_t n, struct db_stmt **st)
-{
-	const char *sql = sql_rows(t, (unsigned)n);
-
-	if (sql == NULL)
-		return DB_NOMEM;
-	return (*st = db_prepare(db, sql)) != NULL ? DB_OK : db_last_status(db);
-}
-
 /* One job_outputs row of settle_outputs. */
 struct output_row {
 	uint64_t seq;
@@ -433,7 +423,7 @@ insert_output_rows(struct db *db, const struct output_row *rows, size_t k)
 	struct db_stmt *st;
 	int rc;
 
-	if ((rc = prepare_rows(db, &sql_outputs, k, &st)) != DB_OK)
+	if ((st = sql_rows_prepare(db, &sql_outputs, k, &rc)) == NULL)
 		return rc;
 	for (size_t x = 0; x < k; x++) {
 		const struct stored_output *o = rows[x].o;
@@ -499,7 +489,7 @@ settle_jobs(struct db *db, struct finish **v, size_t n)
 				same[k++] = v[j];
 				done[j] = true;
 			}
-		if ((rc = prepare_rows(db, &sql_succeed, k, &st)) != DB_OK)
+		if ((st = sql_rows_prepare(db, &sql_succeed, k, &rc)) == NULL)
 			return rc;
 		db_bind_i64(st, 0, v[i]->charged);
 		db_bind_i64(st, 1, v[i]->held - v[i]->charged);
@@ -558,7 +548,7 @@ settle_successes(struct db *db, struct batch *bt)
 	    (rc = settle_jobs(db, v, n)) != DB_OK ||
 	    (rc = settle_credits(db, bt, v, n)) != DB_OK)
 		return rc;
-	if ((rc = prepare_rows(db, &sql_attempts_succeeded, n, &st)) != DB_OK)
+	if ((st = sql_rows_prepare(db, &sql_attempts_succeeded, n, &rc)) == NULL)
 		return rc;
 	for (size_t i = 0; i < n; i++)
 		db_bind_str(st, (unsigned)i, v[i]->r->prompt_id);
@@ -583,9 +573,10 @@ static int
 note_submitted(struct db *db, struct run **v, size_t n)
 {
 	struct db_stmt *st;
+	int rc;
 
-	if ((st = db_prepare(db, sql_rows(&sql_submitted, (unsigned)n))) == NULL)
-		return db_last_status(db) != DB_OK ? db_last_status(db) : DB_NOMEM;
+	if ((st = sql_rows_prepare(db, &sql_submitted, n, &rc)) == NULL)
+		return rc;
 	for (size_t i = 0; i < n; i++)
 		db_bind_str(st, (unsigned)i, v[i]->prompt_id);
 	return db_exec(st);

@@ -43,16 +43,6 @@ webhook_event(const char *to)
 	return NULL;
 }
 
-static struct db_stmt *
-prepare_rows(struct db *db, struct sql_rows *t, size_t n)
-{
-	const char *sql = sql_rows(t, (unsigned)n);
-
-	if (sql == NULL)
-		return NULL;
-	return db_prepare(db, sql);
-}
-
 /* Outbox rows for those of v[0..n) whose change is the webhook event. */
 static int
 outbox_add(struct db *db, const struct job_event *v, size_t n, const char *event)
@@ -60,6 +50,7 @@ outbox_add(struct db *db, const struct job_event *v, size_t n, const char *event
 	uint64_t seqs[SQL_ROWS_MAX];
 	struct db_stmt *st;
 	size_t k = 0;
+	int rc;
 
 	for (size_t i = 0; i < n; i++) {
 		const char *e = webhook_event(v[i].to);
@@ -68,8 +59,8 @@ outbox_add(struct db *db, const struct job_event *v, size_t n, const char *event
 	}
 	if (k == 0)
 		return DB_OK;
-	if ((st = prepare_rows(db, &sql_outbox, k)) == NULL)
-		return db_last_status(db) != DB_OK ? db_last_status(db) : DB_NOMEM;
+	if ((st = sql_rows_prepare(db, &sql_outbox, k, &rc)) == NULL)
+		return rc;
 	db_bind_str(st, 0, event);
 	for (size_t i = 0; i < k; i++)
 		db_bind_i64(st, (unsigned)(1 + i), (int64_t)seqs[i]);
@@ -81,11 +72,11 @@ outbox_add(struct db *db, const struct job_event *v, size_t n, const char *event
 static int
 events_add_chunk(struct db *db, const struct job_event *v, size_t n, const char *actor)
 {
-	struct db_stmt *st = prepare_rows(db, &sql_insert_events, n);
+	struct db_stmt *st;
 	int rc;
 
-	if (st == NULL)
-		return db_last_status(db) != DB_OK ? db_last_status(db) : DB_NOMEM;
+	if ((st = sql_rows_prepare(db, &sql_insert_events, n, &rc)) == NULL)
+		return rc;
 	for (size_t i = 0; i < n; i++) {
 		unsigned c = (unsigned)(7 * i);
 

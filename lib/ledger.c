@@ -94,14 +94,11 @@ insert_rows(struct db *db, uint64_t user_id, const struct settle_row *v, size_t 
 {
 	for (size_t at = 0; at < n; at += SQL_ROWS_MAX) {
 		size_t k = n - at < SQL_ROWS_MAX ? n - at : SQL_ROWS_MAX;
-		const char *sql = sql_rows(&sql_insert_rows, (unsigned)k);
 		struct db_stmt *st;
 		int rc;
 
-		if (sql == NULL)
-			return DB_NOMEM;
-		if ((st = db_prepare(db, sql)) == NULL)
-			return db_last_status(db);
+		if ((st = sql_rows_prepare(db, &sql_insert_rows, k, &rc)) == NULL)
+			return rc;
 		for (size_t i = 0; i < k; i++) {
 			const struct settle_row *row = &v[at + i];
 			unsigned c = (unsigned)(7 * i);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db.h"
 #include "sqlrows.h"
 
 const char *
@@ -35,4 +36,19 @@ sql_rows(struct sql_rows *t, unsigned n)
 	memcpy(p, t->tail, tail);
 	p[tail] = '\0';
 	return t->text[n];
+}
+
+struct db_stmt *
+sql_rows_prepare(struct db *db, struct sql_rows *t, size_t n, int *rc)
+{
+	const char *sql = n <= SQL_ROWS_MAX ? sql_rows(t, (unsigned)n) : NULL;
+	struct db_stmt *st;
+
+	if (sql == NULL) {
+		*rc = DB_NOMEM;
+		return NULL;
+	}
+	if ((st = db_prepare(db, sql)) == NULL)
+		*rc = db_last_status(db) != DB_OK ? db_last_status(db) : DB_ERR;
+	return st;
 }

@@ -8,6 +8,8 @@
 #ifndef GENQ_SQLROWS_H
 #define GENQ_SQLROWS_H
 
+#include <stddef.h>
+
 /* The most rows one text may have. */
 #define SQL_ROWS_MAX 64
 
@@ -23,5 +25,12 @@ struct sql_rows {
 /* head, then n copies of row separated by ", ", then tail. NULL when n is 0
  * or over SQL_ROWS_MAX, or when out of memory. */
 const char *sql_rows(struct sql_rows *t, unsigned n);
+
+struct db;
+struct db_stmt;
+
+/* db_prepare of t's text for n rows. NULL with *rc set to a negative db
+ * status when it cannot be had (DB_NOMEM: no text for n). */
+struct db_stmt *sql_rows_prepare(struct db *db, struct sql_rows *t, size_t n, int *rc);
 
 #endif
