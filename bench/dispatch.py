@@ -10,6 +10,12 @@
   bench/dispatch.py drain     [--jobs 2000] [--backends 4] [--prefetch 1]
       Instant jobs: jobs per second from the first claim to the last
       completion, through one genqd.
+  bench/dispatch.py scale     [--jobs 600] [--rows 1048576] [--depth 100000]
+      SPEC §8 "Scale": drains `jobs` instant jobs with a small table, then
+      again after filling the jobs table with `rows` finished rows and a
+      backlog of `depth` queued jobs: the rate, the rows MariaDB reads per
+      job (flat when the claim reads only what it takes) and genqd's peak
+      memory (flat with the queue's depth).
   bench/dispatch.py sim       [--jobs 400] [--clients 8]
       The simulated ComfyUI alone, no genq: prompts per second that
       `clients` keep-alive clients get through one simulator (submit, poll
@@ -188,6 +194,96 @@ def drain(args):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def vm_hwm_kb(pid):
+    """Peak resident memory of a process (VmHWM), in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+FILL_COLUMNS = ("user_id, queue, priority, metadata, max_attempts, timeout_s, ttl_s, "
+                "created_at, not_before, turn")
+
+
+def fill(stack, status, rows, tiny_input):
+    """Double jobs of one status by INSERT ... SELECT until there are `rows`
+    (fresh ids; finished filler keeps a tiny input, queued filler the
+    template's workflow so the simulators can run it)."""
+    have = int(stack.scalar(f"SELECT COUNT(*) FROM jobs WHERE status = '{status}'"))
+    if have == 0:
+        stack.sql(f"INSERT INTO genq.jobs (id, status, input, attempts, {FILL_COLUMNS}) "
+                  f"SELECT UUID(), '{status}', input, 0, {FILL_COLUMNS} FROM genq.jobs "
+                  "ORDER BY seq LIMIT 1")
+        have = 1
+    finished = status == "succeeded"
+    while have < rows:
+        n = min(have, rows - have)
+        stack.sql(
+            f"INSERT INTO genq.jobs (id, status, input, attempts, started_at, finished_at, "
+            f"progress, {FILL_COLUMNS}) SELECT UUID(), status, "
+            f"{repr('{}') if tiny_input else 'input'}, {1 if finished else 0}, "
+            f"{'started_at, finished_at, 1' if finished else 'NULL, NULL, NULL'}, "
+            f"{FILL_COLUMNS} FROM genq.jobs WHERE status = '{status}' LIMIT {n}")
+        have += n
+
+
+def scale_drain(stack, args, label):
+    """Start genqd on the queued jobs, time the next args.jobs completions,
+    stop it. (jobs/s, rows read per job, genqd peak KiB). Rows read are
+    MariaDB's Handler_read_* counters: every row or index entry any
+    statement read, the bench's own counting included."""
+    rows_read = lambda: sum(int(v) for _, v in stack.query(  # noqa: E731
+        "SHOW GLOBAL STATUS LIKE 'Handler_read%'"))
+    t0 = stack.scalar("SELECT UTC_TIMESTAMP(6)")
+    r0 = rows_read()
+    stack.start_genqd()
+    pid = stack._read_pids("genqd")[0]
+    deadline = time.monotonic() + 600
+    done_sql = f"SELECT COUNT(*) FROM jobs WHERE status = 'succeeded' AND finished_at > '{t0}'"
+    while int(stack.scalar(done_sql)) < args.jobs:
+        assert time.monotonic() < deadline, "jobs unfinished"
+        time.sleep(0.2)
+    hwm = vm_hwm_kb(pid)
+    r1 = rows_read()
+    stack.stop("genqd")
+    first, last = stack.query(
+        f"SELECT MIN(started_at), MAX(finished_at) FROM jobs WHERE finished_at > '{t0}'")[0]
+    done = int(stack.scalar(done_sql))
+    span = float(stack.scalar(
+        f"SELECT TIMESTAMPDIFF(MICROSECOND, '{first}', '{last}')")) / 1e6
+    total = int(stack.scalar("SELECT COUNT(*) FROM jobs"))
+    queued = int(stack.scalar("SELECT COUNT(*) FROM jobs WHERE status = 'queued'"))
+    print(f"  {label}: {total} rows in jobs, {queued} still queued: {done / span:.0f} jobs/s over "
+          f"{done} jobs, {(r1 - r0) / done:.1f} rows read per job, genqd peak RSS {hwm / 1024:.1f} MiB")
+    return done / span, (r1 - r0) / done, hwm
+
+
+def scale(args):
+    """SPEC §8 "Scale": the claim's cost against the size of the jobs table
+    and genqd's memory against the depth of the queue. Drains args.jobs
+    jobs with a small table and a short queue, then again with args.rows
+    finished rows and args.depth queued ones."""
+    stack, key, root = start(args, 0, args.backends)
+    try:
+        stack.stop("genqd")
+        for n in range(args.jobs):
+            submit(stack, key, f"scale {n}")
+        small = scale_drain(stack, args, "small")
+        t0 = time.monotonic()
+        fill(stack, "succeeded", args.rows, tiny_input=True)
+        fill(stack, "queued", args.depth, tiny_input=False)
+        print(f"  (filled to {args.rows} finished and {args.depth} queued rows in "
+              f"{time.monotonic() - t0:.0f} s)")
+        large = scale_drain(stack, args, "large")
+        print(f"scale: rate x{large[0] / small[0]:.2f}, rows read per job x{large[1] / small[1]:.2f}, "
+              f"genqd peak memory x{large[2] / small[2]:.2f} from the small to the large table")
+    finally:
+        stack.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def sim_alone(args):
     """One simulator, `clients` threads each: POST /prompt, poll /history
     until done, GET /view of its output."""
@@ -240,17 +336,21 @@ def sim_alone(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["idle-gap", "latency", "drain", "sim"])
+    ap.add_argument("mode", choices=["idle-gap", "latency", "drain", "scale", "sim"])
     ap.add_argument("--jobs", type=int)
     ap.add_argument("--run-ms", type=int, default=1000)
     ap.add_argument("--backends", type=int)
     ap.add_argument("--prefetch", type=int, default=1)
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--rows", type=int, default=1 << 20, help="scale: finished rows")
+    ap.add_argument("--depth", type=int, default=100000, help="scale: queued rows")
     args = ap.parse_args()
-    defaults = {"idle-gap": (20, 2), "latency": (50, 1), "drain": (2000, 4), "sim": (400, 1)}[args.mode]
+    defaults = {"idle-gap": (20, 2), "latency": (50, 1), "drain": (2000, 4), "scale": (600, 4),
+                "sim": (400, 1)}[args.mode]
     args.jobs = args.jobs or defaults[0]
     args.backends = args.backends or defaults[1]
-    {"idle-gap": idle_gap, "latency": latency, "drain": drain, "sim": sim_alone}[args.mode](args)
+    {"idle-gap": idle_gap, "latency": latency, "drain": drain, "scale": scale,
+     "sim": sim_alone}[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@
 /* The best claimable jobs of one queue, locked, with what starting them
  * needs. Jobs past their ttl are left to sweep.c. The order is the index
  * jobs_turn (queue, status, priority, turn, seq): a claim reads only the
- * rows it takes, however deep the queue. */
+ * rows it takes, however deep the queue. The ttl test is written out, not
+ * as expires_at: on that column the optimizer would take jobs_expiry and
+ * read every unexpired queued job to sort them. */
 static const char SQL_HEADS[] =
     "SELECT seq, priority, turn, id, attempts, timeout_s, input, retry_avoid_backend, "
     "TIMESTAMPDIFF(MICROSECOND, not_before, UTC_TIMESTAMP(6)), webhook_url IS NULL FROM jobs "

@@ -16,11 +16,12 @@ static const char SQL_CANCELS[] =
 static const char SQL_RENEW[] =
     "UPDATE jobs SET lease_until = UTC_TIMESTAMP(6) + INTERVAL ? SECOND "
     "WHERE claimed_by = ? AND status = 'running'";
-/* Queued since the later of creation and the last retry's not-before. */
+/* Queued for ttl_s since the later of creation and the last retry's
+ * not-before: expires_at (sql/011_expiry.sql), so the index jobs_expiry
+ * hands over the expired ones and nothing else, however deep the queue. */
 static const char SQL_EXPIRED[] =
     "SELECT seq, user_id, cost_held, ttl_s, id, queue FROM jobs WHERE status = 'queued' "
-    "AND GREATEST(created_at, not_before) + INTERVAL ttl_s SECOND <= UTC_TIMESTAMP(6) "
-    "LIMIT 100 FOR UPDATE SKIP LOCKED";
+    "AND expires_at <= UTC_TIMESTAMP(6) LIMIT 100 FOR UPDATE SKIP LOCKED";
 static const char SQL_EXPIRE[] =
     "UPDATE jobs SET status = 'expired', finished_at = UTC_TIMESTAMP(6), cost_charged = 0, "
     "cost_refunded = cost_held, error_code = 'expired', error_message = ?, error_retryable = 0 "

@@ -7,4 +7,5 @@ dist_sql_DATA = sql/001_init.sql \
 	sql/007_webhooks.sql \
 	sql/008_indexes.sql \
 	sql/009_reporting.sql \
-	sql/010_retry_backend.sql
+	sql/010_retry_backend.sql \
+	sql/011_expiry.sql
