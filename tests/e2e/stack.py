@@ -11,6 +11,7 @@ Command line: stack.py up|down|status --dir DIR [--port N] [--builddir B]
 """
 
 import argparse
+import fcntl
 import json
 import os
 import secrets
@@ -188,21 +189,27 @@ class Stack:
 
     def _mariadb_template(self):
         """An initialised, never-started data dir, made once per build dir:
-        copying it is much faster than mariadb-install-db every time."""
-        tpl = os.path.join(self.builddir, ".stack-cache", "mysql-template")
-        if os.path.isdir(tpl):
-            return tpl
-        tmp = tpl + f".tmp{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={tmp}",
-                        "--auth-root-authentication-method=normal",
-                        "--skip-test-db", "--user=" + _user()],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            os.rename(tmp, tpl)
-        except OSError:  # another stack made it first
+        copying it is much faster than mariadb-install-db every time. Test
+        modules start in parallel: one makes it under a lock, the others
+        wait for it (two mariadb-install-db at once can fail)."""
+        cache = os.path.join(self.builddir, ".stack-cache")
+        tpl = os.path.join(cache, "mysql-template")
+        os.makedirs(cache, exist_ok=True)
+        with open(os.path.join(cache, "mysql-template.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if os.path.isdir(tpl):
+                return tpl
+            tmp = tpl + f".tmp{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
+            os.makedirs(tmp)
+            proc = subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={tmp}",
+                                   "--auth-root-authentication-method=normal",
+                                   "--skip-test-db", "--user=" + _user()],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if proc.returncode != 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise StackError("mariadb-install-db failed: " + proc.stderr.strip()[-2000:])
+            os.rename(tmp, tpl)
         return tpl
 
     def start_mariadb(self):
