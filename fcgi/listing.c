@@ -15,6 +15,7 @@
 #include "app.h"
 #include "config.h"
 #include "db.h"
+#include "jobstatus.h"
 #include "gqtime.h"
 #include "jobjson.h"
 
@@ -45,9 +46,6 @@ static const char SQL_ALL[] =
 #define LIMIT_MAX 100
 #define CURSOR_BYTES 8
 
-static const char *const STATUSES[] = {
-	"held", "waiting", "queued", "running", "succeeded", "failed", "canceled", "expired", NULL
-};
 
 static const char B64URL[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -106,7 +104,7 @@ listing_cursor_parse(const char *text, uint64_t *seq)
 
 /* The checked parameters. */
 struct params {
-	const char *status;         /* one of STATUSES, or NULL */
+	const char *status;         /* one of job_statuses, or NULL */
 	char queue[VALUE_MAX + 1];  /* "" for any */
 	char created_after[GQ_SQLTIME_LEN];  /* "" for any */
 	int64_t limit;
@@ -143,7 +141,7 @@ static void
 take_param(struct params *p, const char *name, const char *value, struct json_object *errors)
 {
 	int64_t us;
-	int which = -1;
+	int which = -1, status;
 
 	for (int i = 0; PARAM_NAMES[i]; i++)
 		if (strcmp(name, PARAM_NAMES[i]) == 0)
@@ -159,9 +157,8 @@ take_param(struct params *p, const char *name, const char *value, struct json_ob
 	p->seen[which] = true;
 	switch (which) {
 	case PARAM_STATUS:
-		for (int i = 0; STATUSES[i]; i++)
-			if (strcmp(value, STATUSES[i]) == 0)
-				p->status = STATUSES[i];
+		if ((status = job_status_index(value)) >= 0)
+			p->status = job_statuses[status];
 		if (p->status == NULL)
 			problem_error_add(errors, "status",
 			    "must be one of held, waiting, queued, running, succeeded, failed, "

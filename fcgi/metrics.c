@@ -30,6 +30,7 @@
 #include "app.h"
 #include "config.h"
 #include "db.h"
+#include "jobstatus.h"
 #include "log.h"
 
 /* ---- the shared request counters ---- */
@@ -162,10 +163,6 @@ family(struct buf *b, const char *name, const char *type, const char *help)
 	buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static const char *const STATUSES[] = {
-	"held", "waiting", "queued", "running", "succeeded", "failed", "canceled", "expired",
-};
-#define NSTATUS 8
 
 /* Upper bounds of the wait and run histograms, in seconds. */
 static const double BUCKETS[] = {
@@ -186,7 +183,7 @@ struct qrow {
 	char name[40];
 	bool paused;
 	int64_t max_queued;
-	int64_t jobs[NSTATUS];
+	int64_t jobs[JOB_NSTATUS];
 	int64_t ready, delayed;
 	struct hist wait, run;
 };
@@ -232,15 +229,6 @@ find_queue(struct scrape *s, const char *name)
 		if (strcmp(s->q[i].name, name) == 0)
 			return &s->q[i];
 	return NULL;
-}
-
-static int
-status_index(const char *st)
-{
-	for (int i = 0; st && i < NSTATUS; i++)
-		if (strcmp(st, STATUSES[i]) == 0)
-			return i;
-	return -1;
 }
 
 static void
@@ -342,7 +330,7 @@ write_jobs(struct db *db, struct scrape *s)
 	while ((rc = db_next(st)) == 1) {
 		const char *name = db_text(st, 0, NULL);
 		struct qrow *q = find_queue(s, name);
-		int k = status_index(db_text(st, 1, NULL));
+		int k = job_status_index(db_text(st, 1, NULL));
 
 		if (k < 0)
 			continue;
@@ -350,14 +338,14 @@ write_jobs(struct db *db, struct scrape *s)
 			q->jobs[k] = db_i64(st, 2);
 		else
 			buf_printf(b, "genq_jobs{queue=\"%s\",status=\"%s\"} %lld\n", esc(l1, name),
-			    STATUSES[k], (long long)db_i64(st, 2));
+			    job_statuses[k], (long long)db_i64(st, 2));
 	}
 	if (rc < 0)
 		return rc;
 	for (size_t i = 0; i < s->nq; i++)
-		for (int k = 0; k < NSTATUS; k++)
+		for (int k = 0; k < JOB_NSTATUS; k++)
 			buf_printf(b, "genq_jobs{queue=\"%s\",status=\"%s\"} %lld\n",
-			    esc(l1, s->q[i].name), STATUSES[k], (long long)s->q[i].jobs[k]);
+			    esc(l1, s->q[i].name), job_statuses[k], (long long)s->q[i].jobs[k]);
 	return DB_OK;
 }
 

@@ -11,6 +11,7 @@
 
 #include "app.h"
 #include "db.h"
+#include "jobstatus.h"
 
 static const char SQL_QUEUES[] =
     "SELECT name, paused, requires_approval FROM queues ORDER BY name LIMIT 1000";
@@ -29,10 +30,6 @@ static const char SQL_BACKENDS[] =
     " WHERE j.status = 'running' AND j.backend_id = b.id) "
     "FROM backend_queues bq JOIN backends b ON b.id = bq.backend_id";
 
-static const char *const STATUSES[] = {
-	"held", "waiting", "queued", "running", "succeeded", "failed", "canceled", "expired"
-};
-#define NSTATUS 8
 
 /* A growable list of microsecond samples. */
 struct samples {
@@ -43,7 +40,7 @@ struct samples {
 struct qstat {
 	char name[40];
 	bool paused, requires_approval;
-	int64_t count[NSTATUS];
+	int64_t count[JOB_NSTATUS];
 	int64_t up, busy, total;
 	struct samples wait, run;
 };
@@ -72,15 +69,6 @@ find(struct board *b, const char *name)
 		if (strcmp(b->q[i].name, name) == 0)
 			return &b->q[i];
 	return NULL;
-}
-
-static int
-status_index(const char *s)
-{
-	for (int i = 0; s && i < NSTATUS; i++)
-		if (strcmp(s, STATUSES[i]) == 0)
-			return i;
-	return -1;
 }
 
 static int
@@ -149,7 +137,7 @@ read_board(struct db *db, void *arg)
 	if ((rc = db_exec(st)) != DB_OK)
 		return rc;
 	while ((rc = db_next(st)) == 1) {
-		int k = status_index(db_text(st, 1, NULL));
+		int k = job_status_index(db_text(st, 1, NULL));
 		if ((q = find(b, db_text(st, 0, NULL))) != NULL && k >= 0)
 			q->count[k] += db_i64(st, 2);
 	}
@@ -161,7 +149,7 @@ read_board(struct db *db, void *arg)
 	if ((rc = db_exec(st)) != DB_OK)
 		return rc;
 	while ((rc = db_next(st)) == 1) {
-		int k = status_index(db_text(st, 1, NULL));
+		int k = job_status_index(db_text(st, 1, NULL));
 		if ((q = find(b, db_text(st, 0, NULL))) == NULL || k < 0)
 			continue;
 		q->count[k]++;
@@ -197,8 +185,8 @@ queue_object(struct qstat *q)
 	json_object_object_add(o, "name", json_object_new_string(q->name));
 	json_object_object_add(o, "paused", json_object_new_boolean(q->paused));
 	json_object_object_add(o, "requires_approval", json_object_new_boolean(q->requires_approval));
-	for (int k = 0; k < NSTATUS; k++)
-		json_object_object_add(o, STATUSES[k], json_object_new_int64(q->count[k]));
+	for (int k = 0; k < JOB_NSTATUS; k++)
+		json_object_object_add(o, job_statuses[k], json_object_new_int64(q->count[k]));
 	if ((be = json_object_new_object()) == NULL) {
 		json_object_put(o);
 		return NULL;

@@ -10,6 +10,7 @@ lib_libgenq_a_SOURCES = \
 	lib/gqtime.c lib/gqtime.h \
 	lib/jobadmin.c lib/jobadmin.h \
 	lib/jobevent.c lib/jobevent.h \
+	lib/jobstatus.c lib/jobstatus.h \
 	lib/jobjson.c lib/jobjson.h \
 	lib/jsonutil.c lib/jsonutil.h \
 	lib/ledger.c lib/ledger.h \
