@@ -92,23 +92,6 @@ make_url(struct buf *out, const struct backend *b, const char *path, const char 
 	return 0;
 }
 
-/* Log and count a failed request; false when r was ended by it (the
- * backend went down and took its runs with it). */
-static bool
-note_failure(struct genqd *g, struct run *r, const struct http_result *res, const char *what)
-{
-	char why[256];
-	enum run_state before = r->state;
-
-	if (res->curl_code != 0)
-		snprintf(why, sizeof why, "%s: %s", what, res->error);
-	else
-		snprintf(why, sizeof why, "%s: HTTP %ld", what, res->status);
-	run_log(debug, "request_failed", r, " step=%s why=\"%s\"", what, log_q(why));
-	backend_failed(g, r->backend, why);
-	return r->state == before;
-}
-
 static void comfy_stop(struct genqd *g, struct run *r);
 static void on_history(const struct http_result *res, void *arg);
 static void on_queue(const struct http_result *res, void *arg);
@@ -125,7 +108,7 @@ on_submit(const struct http_result *res, void *arg)
 	r->req = NULL;
 	r->submitting = false;
 	if (res->curl_code != 0) {
-		if (!note_failure(g, r, res, "submit"))
+		if (!run_request_failed(g, r, res, "submit"))
 			return;
 		if (res->not_sent) {
 			run_fail(g, r, "backend_unreachable", true, "backend %s: %s",
@@ -157,7 +140,7 @@ on_submit(const struct http_result *res, void *arg)
 		run_fail(g, r, "validation_error", false, "%s", msg);
 		return;
 	case COMFY_SUBMIT_ERROR:
-		if (res->status >= 500 && !note_failure(g, r, res, "submit"))
+		if (res->status >= 500 && !run_request_failed(g, r, res, "submit"))
 			return;
 		run_fail(g, r, "backend_error", true, "%s", msg);
 		return;
@@ -291,7 +274,7 @@ on_history(const struct http_result *res, void *arg)
 		return;
 	}
 	if (res->curl_code != 0 || res->status != 200) {
-		if (note_failure(g, r, res, "history"))
+		if (run_request_failed(g, r, res, "history"))
 			r->next_at = gq_mono_us() +
 			    (r->phase == P_TRACK || r->phase == P_TRACK_BLIND ?
 			    poll_us(g) : REATTACH_RETRY_US);
@@ -343,7 +326,7 @@ on_queue(const struct http_result *res, void *arg)
 
 	r->req = NULL;
 	if (res->curl_code != 0 || res->status != 200) {
-		if (note_failure(g, r, res, "queue"))
+		if (run_request_failed(g, r, res, "queue"))
 			r->next_at = gq_mono_us() + REATTACH_RETRY_US;
 		return;
 	}
@@ -380,7 +363,7 @@ on_stop_step(const struct http_result *res, void *arg)
 
 	r->req = NULL;
 	if (res->curl_code != 0 || res->status >= 300) {
-		if (!note_failure(g, r, res, deleting ? "delete" : "interrupt"))
+		if (!run_request_failed(g, r, res, deleting ? "delete" : "interrupt"))
 			return;
 	}
 	if (!deleting) {

@@ -250,6 +250,12 @@ bool run_lease_fresh(const struct genqd *g, const struct run *r);
 /* Drop a run whose lease may be gone without touching its row: recovery
  * (this genqd's or another's) decides what became of it. */
 void run_abandon(struct genqd *g, struct run *r);
+/* A request of r's to its backend failed: log it and count it against the
+ * backend. False when that ended r (the backend went down and took its
+ * runs with it). */
+struct http_result;
+bool run_request_failed(struct genqd *g, struct run *r, const struct http_result *res,
+    const char *what);
 /* The live run for job seq, or NULL. */
 struct run *run_find(struct genqd *g, uint64_t seq);
 /* The backend reports r's progress (0..1): noted for the job, only forward

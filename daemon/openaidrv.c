@@ -86,23 +86,6 @@ reply_limit(const struct genqd *g, const struct call *c)
 	return text_max(g) * 6 + SMALL_REPLY_MAX;
 }
 
-/* Log and count a failed request; false when r was ended by it (the
- * backend went down and took its runs with it). */
-static bool
-note_failure(struct genqd *g, struct run *r, const struct http_result *res, const char *what)
-{
-	char why[256];
-	enum run_state before = r->state;
-
-	if (res->curl_code != 0)
-		snprintf(why, sizeof why, "%s: %s", what, res->error);
-	else
-		snprintf(why, sizeof why, "%s: HTTP %ld", what, res->status);
-	run_log(debug, "request_failed", r, " step=%s why=\"%s\"", what, log_q(why));
-	backend_failed(g, r->backend, why);
-	return r->state == before;
-}
-
 /* ---- results ------------------------------------------------------------ */
 
 /* r succeeded with texts t: they become its text outputs. */
@@ -206,7 +189,7 @@ fail_request(struct genqd *g, struct run *r, const struct http_result *res, cons
 	if (res->status != 0 && res->status != 200)
 		goto answered;
 	if (res->curl_code != 0) {
-		if (!note_failure(g, r, res, "request"))
+		if (!run_request_failed(g, r, res, "request"))
 			return;
 		run_fail(g, r, res->not_sent ? "backend_unreachable" : "backend_error", true,
 		    "backend %s: %s", r->backend->name, res->error);
@@ -223,7 +206,7 @@ answered:
 		run_fail(g, r, "model_not_found", false, "%s", msg);
 		break;
 	case OAI_RETRY:
-		if (res->status >= 500 && !note_failure(g, r, res, "request"))
+		if (res->status >= 500 && !run_request_failed(g, r, res, "request"))
 			return;
 		run_fail(g, r, "backend_error", true, "backend %s: %s", r->backend->name, msg);
 		break;

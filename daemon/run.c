@@ -1,5 +1,6 @@
 #include "autoconf.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "config.h"
@@ -189,4 +190,20 @@ run_abandon(struct genqd *g, struct run *r)
 	run_log(warn, "run_abandoned", r, " why=%s", "job lease may have expired before submit");
 	run_release(g, r);
 	g->recover_now = true;      /* find out what became of it at once */
+}
+
+bool
+run_request_failed(struct genqd *g, struct run *r, const struct http_result *res,
+    const char *what)
+{
+	char why[256];
+	enum run_state before = r->state;
+
+	if (res->curl_code != 0)
+		snprintf(why, sizeof why, "%s: %s", what, res->error);
+	else
+		snprintf(why, sizeof why, "%s: HTTP %ld", what, res->status);
+	run_log(debug, "request_failed", r, " step=%s why=\"%s\"", what, log_q(why));
+	backend_failed(g, r->backend, why);
+	return r->state == before;
 }
