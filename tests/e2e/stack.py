@@ -14,6 +14,7 @@ import argparse
 import fcntl
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -31,10 +32,51 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                    "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer")
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port that is free now, picked below the kernel's ephemeral range:
+    a port from bind(0) could be handed to another process's bind(0) (a
+    simulator of a test running beside us) before our server binds it."""
+    high = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(10000, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free port below the ephemeral range")
+
+
+def listener_pid_owns(port, pid):
+    """True when the socket listening on 127.0.0.1:port is one of pid's
+    open files: tells our nginx apart from a stranger on the same port."""
+    inodes = set()
+    try:
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                addr, state, inode = cols[1], cols[3], cols[9]
+                if state == "0A" and int(addr.split(":")[1], 16) == port:
+                    inodes.add(f"socket:[{inode}]")
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def pid_alive(pid):
@@ -415,13 +457,16 @@ http {{
             self.write_nginx_config()
             proc = self._spawn("nginx", ["nginx", "-p", self.path("nginx"), "-c",
                                          self.path("nginx", "nginx.conf")])
+            # Open but not nginx's own socket: someone else holds the port,
+            # and nginx will give up binding it and exit.
             try:
-                wait_for("nginx", lambda: _port_open(self.state["port"]) or
+                wait_for("nginx", lambda: listener_pid_owns(self.state["port"], proc.pid) or
                          proc.poll() is not None)
             except TimeoutError:
                 raise StackError("nginx did not start; see log/nginx-error.log")
             if proc.poll() is None:
                 return
+            proc.wait()
             self._children.pop("nginx", None)
             if self.state.get("fixed_port"):
                 raise StackError(f"nginx could not listen on port {self.state['port']}")
