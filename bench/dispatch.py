@@ -22,6 +22,10 @@
       /history, fetch the output), the ceiling for one backend in `drain`.
 
 --prefetch sets every backend's prefetch (jobs handed over ahead of time).
+--sim c|python picks the simulated ComfyUI (idle-gap, latency, drain, scale,
+sim): `c` (the default) is tests/sim/comfysim, whose own CPU per prompt is
+small, so the numbers are genq's; `python` is tests/sim/comfyui_sim.py, the
+tests' simulator. Each run prints which one it used.
 
 Needs a build (./dev test or make) and the packages ./dev installs. Every
 server listens on 127.0.0.1; everything is bounded by --jobs.
@@ -42,8 +46,9 @@ from stack import Stack  # noqa: E402
 
 def start(args, run_ms, backends):
     root = tempfile.mkdtemp(prefix="genq-bench-")
-    stack = Stack(root, backends=backends, sim_run_ms=run_ms,
+    stack = Stack(root, backends=backends, sim_run_ms=run_ms, sim_impl=args.sim,
                   daemon_settings={"history_poll_ms": 20, "poll_interval_ms": 200})
+    print(f"(simulated ComfyUI: {SIM_NAMES[args.sim]})", flush=True)
     stack.up()
     if args.prefetch != 1:
         stack.sql(f"UPDATE genq.backends SET prefetch = {int(args.prefetch)}")
@@ -53,6 +58,9 @@ def start(args, run_ms, backends):
                   "--rate", "1000000", "--burst", "1000000")
     key = stack.add_user("bench", tier="bench", credits="1000000")
     return stack, key, root
+
+
+SIM_NAMES = {"c": "tests/sim/comfysim (C)", "python": "tests/sim/comfyui_sim.py (Python)"}
 
 
 def submit(stack, key, text):
@@ -292,9 +300,18 @@ def sim_alone(args):
     import subprocess
     import threading
     import uuid
-    sim = os.path.join(os.path.dirname(__file__), "..", "tests", "sim", "comfyui_sim.py")
-    proc = subprocess.Popen([sys.executable, sim, "--port", "0", "--run-ms", "0",
-                             "--log", os.devnull], stdout=subprocess.PIPE, text=True)
+    if args.sim == "c":
+        builddir = os.environ.get("GENQ_BUILDDIR",
+                                  os.path.join(os.path.dirname(__file__), "..", "build"))
+        argv = [os.path.join(builddir, "tests", "sim", "comfysim")]
+    else:
+        argv = [sys.executable, os.path.join(os.path.dirname(__file__), "..", "tests", "sim",
+                                             "comfyui_sim.py")]
+    print(f"(simulated ComfyUI: {SIM_NAMES[args.sim]})", flush=True)
+    out = tempfile.mkdtemp(prefix="genq-bench-sim-")
+    proc = subprocess.Popen(argv + ["--port", "0", "--run-ms", "0", "--log", os.devnull,
+                                    "--output-dir", os.path.join(out, "output")],
+                            stdout=subprocess.PIPE, text=True)
     try:
         port = int(proc.stdout.readline().strip().split("=")[1])
         workflow = load_workflow(text="x")["input"]
@@ -321,17 +338,22 @@ def sim_alone(args):
 
         per = max(1, args.jobs // args.clients)
         t0 = time.monotonic()
+        cpu0 = cpu_ticks([proc.pid])
         threads = [threading.Thread(target=client, args=(per,)) for _ in range(args.clients)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         span = time.monotonic() - t0
-        print(f"sim: {per * args.clients} instant prompts, {args.clients} clients, one simulator: "
-              f"{per * args.clients / span:.0f} prompts/s")
+        cpu = (cpu_ticks([proc.pid]) - cpu0) / os.sysconf("SC_CLK_TCK")
+        n = per * args.clients
+        print(f"sim: {n} instant prompts, {args.clients} clients, one simulator: "
+              f"{n / span:.0f} prompts/s; simulator CPU {cpu * 1000 / n:.3f} ms per prompt "
+              "(submit, /history polls, /view)")
     finally:
         proc.terminate()
         proc.wait()
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def main():
@@ -342,6 +364,8 @@ def main():
     ap.add_argument("--backends", type=int)
     ap.add_argument("--prefetch", type=int, default=1)
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--sim", choices=["c", "python"], default="c",
+                    help="simulated ComfyUI: c (tests/sim/comfysim) or python (comfyui_sim.py)")
     ap.add_argument("--rows", type=int, default=1 << 20, help="scale: finished rows")
     ap.add_argument("--depth", type=int, default=100000, help="scale: queued rows")
     args = ap.parse_args()

@@ -9,6 +9,7 @@
 #include "buf.h"
 #include "comfy.h"
 #include "comfyws.h"
+#include "config.h"
 #include "genqd.h"
 #include "gqtime.h"
 #include "http.h"
@@ -35,7 +36,6 @@ struct conn {
 	char *base_url;                 /* the backend URL it was made for, owned */
 	struct ws *ws;                  /* NULL between tries */
 	bool wanted;                    /* its backend is still leased (this tick) */
-	bool refused;                   /* the URL cannot carry a stream (https) */
 	int backoff_ms;
 	int64_t retry_at;               /* next connect (when ws is NULL) */
 	int64_t connect_by;             /* handshake deadline */
@@ -151,15 +151,9 @@ conn_start(struct conn *c, int64_t now)
 		conn_lost(c, "out of memory", now);
 		goto out;
 	}
-	c->ws = ws_connect(url.data, MSG_MAX, on_text, c, err, sizeof err);
+	/* https backends: TLS verified like their other requests. */
+	c->ws = ws_connect(url.data, g->cfg->backend_ca_file, MSG_MAX, on_text, c, err, sizeof err);
 	if (c->ws == NULL) {
-		if (strncmp(c->base_url, "https:", 6) == 0) {
-			/* No TLS here: such a backend is followed by
-			 * /history polling alone. Said once. */
-			c->refused = true;
-			log_warn("ws_unsupported", "backend=%s why=\"%s\"", c->name, log_q(err));
-			goto out;
-		}
 		conn_lost(c, err, now);
 		goto out;
 	}
@@ -224,8 +218,6 @@ comfyws_tick(struct genqd *g, int64_t now)
 			continue;
 		}
 		pp = &c->next;
-		if (c->refused)
-			continue;
 		if (c->ws == NULL) {
 			if (now >= c->retry_at)
 				conn_start(c, now);
@@ -259,8 +251,6 @@ comfyws_next_deadline(const struct genqd *g)
 	if (g->comfyws == NULL)
 		return next;
 	for (const struct conn *c = g->comfyws->conns; c != NULL; c = c->next) {
-		if (c->refused)
-			continue;
 		if (c->ws == NULL)
 			t = c->retry_at;
 		else if (ws_status(c->ws) != WS_OPEN)

@@ -24,6 +24,7 @@ struct http_req {
 	uint64_t limit, received;
 	bool too_large, sink_failed;
 	bool addr_refused;           /* addr_ok said no */
+	bool system_ca;              /* verified against the system store, always */
 	bool (*addr_ok)(const struct sockaddr *sa, void *arg);
 	void *addr_arg;
 	bool in_multi;               /* still attached to the multi handle */
@@ -38,6 +39,7 @@ struct http_req {
 struct http {
 	CURLM *multi;
 	int timeout_s;
+	char *ca_file;               /* CAs for backend requests, NULL: system store */
 	size_t active;
 	struct http_req *live;       /* every request attached to the multi */
 	/* Transfers that ended, waiting for their callbacks. A callback may
@@ -119,6 +121,7 @@ http_free(struct http *h)
 		req_free(r);
 	}
 	curl_multi_cleanup(h->multi);
+	free(h->ca_file);
 	free(h);
 }
 
@@ -126,6 +129,18 @@ void
 http_set_timeout(struct http *h, int seconds)
 {
 	h->timeout_s = seconds > 0 ? seconds : 1;
+}
+
+int
+http_set_ca_file(struct http *h, const char *path)
+{
+	char *copy = NULL;
+
+	if (path != NULL && path[0] != '\0' && (copy = strdup(path)) == NULL)
+		return -1;
+	free(h->ca_file);
+	h->ca_file = copy;
+	return 0;
 }
 
 static size_t
@@ -236,6 +251,10 @@ req_new(struct http *h, const char *url, uint64_t limit, http_done_fn done, void
 	curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
 	curl_easy_setopt(r->easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "genqd/" PACKAGE_VERSION);
+	/* A request that times out while its host name is still resolving
+	 * would otherwise be cleaned up by joining the resolver thread, which
+	 * blocks the loop as long as the resolver hangs: leave it instead. */
+	curl_easy_setopt(r->easy, CURLOPT_QUICK_EXIT, 1L);
 	return r;
 fail:
 	req_free(r);
@@ -245,6 +264,12 @@ fail:
 static struct http_req *
 req_start(struct http *h, struct http_req *r)
 {
+	/* Peers are always verified; the CA file only replaces the store. */
+	if (h->ca_file != NULL && !r->system_ca &&
+	    curl_easy_setopt(r->easy, CURLOPT_CAINFO, h->ca_file) != CURLE_OK) {
+		req_free(r);
+		return NULL;
+	}
 	if (curl_multi_add_handle(h->multi, r->easy) != CURLM_OK) {
 		req_free(r);
 		return NULL;
@@ -365,6 +390,7 @@ http_post(struct http *h, const char *url, const void *body, size_t len,
 		curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT, (long)opts->timeout_s);
 	}
 	r->sink = opts->sink;
+	r->system_ca = opts->system_ca;
 	if (opts->addr_ok != NULL) {
 		r->addr_ok = opts->addr_ok;
 		r->addr_arg = opts->addr_arg;

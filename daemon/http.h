@@ -43,6 +43,12 @@ void http_free(struct http *h);
 /* Whole-request time limit for requests started from now on. */
 void http_set_timeout(struct http *h, int seconds);
 
+/* A PEM file of the CAs that https peers are verified against, instead of
+ * the system store, for requests started from now on (copied; NULL or ""
+ * for the system store). Requests to hosts that are not backends ask for
+ * the system store (http_post_opts.system_ca). 0 or -1 (out of memory). */
+int http_set_ca_file(struct http *h, const char *path);
+
 /* GET url; the reply body is kept in memory up to limit bytes. */
 struct http_req *http_get(struct http *h, const char *url, size_t limit,
     http_done_fn done, void *arg);
@@ -65,6 +71,9 @@ struct http_post_opts {
 	bool (*addr_ok)(const struct sockaddr *sa, void *arg);
 	void *addr_arg;
 	int timeout_s;                       /* 0: the client's limit */
+	/* The peer is not a backend (webhooks): verify it against the
+	 * system CA store even when http_set_ca_file named another. */
+	bool system_ca;
 	/* Non-NULL: the reply streams into it (called with the request's
 	 * arg, nothing kept in memory), bounded by limit like a memory one. */
 	http_sink_fn sink;

@@ -410,6 +410,8 @@ main(int argc, char **argv)
 		goto out;
 	}
 	http_set_timeout(g.http, cfg.http_timeout_s);
+	if (http_set_ca_file(g.http, cfg.backend_ca_file) < 0)
+		goto out;
 	if (cfg.wake_socket[0] != '\0') {
 		g.wake_fd = wake_listen(cfg.wake_socket);
 		if (g.wake_fd < 0)

@@ -440,7 +440,7 @@ send_one(struct genqd *g, struct webhooks *w, struct delivery *d)
 	int64_t ts = gq_now_us() / 1000000;
 	struct http_post_opts o = {
 		.headers = headers, .nheaders = 3, .addr_ok = addr_ok,
-		.addr_arg = &w->allow, .timeout_s = g->cfg->webhook_timeout_s,
+		.addr_arg = &w->allow, .timeout_s = g->cfg->webhook_timeout_s, .system_ca = true,
 	};
 	struct http_req *req;
 

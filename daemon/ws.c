@@ -2,8 +2,6 @@
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
@@ -14,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 #include <wslay/wslay.h>
 
@@ -22,20 +21,33 @@
 #include "ws.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define HOST_MAX 256
+#define CONNECT_TIMEOUT_S 10L       /* the owner usually gives up sooner */
+#define EPOLL_BATCH 8
 
 enum phase {
-	PH_CONNECT,        /* non-blocking connect(2) under way */
+	PH_CONNECT,        /* libcurl resolves, connects, does TLS */
 	PH_SEND_REQUEST,   /* writing the Upgrade request */
 	PH_READ_REPLY,     /* reading the 101 reply */
-	PH_OPEN,           /* wslay drives the socket */
+	PH_OPEN,           /* wslay drives the connection */
 	PH_FAILED,
 };
 
 struct ws {
-	int fd;
 	enum phase phase;
-	struct addrinfo *addrs, *next_addr;   /* addrs owned; next_addr: the one tried next */
+	/* The connection is libcurl's (CONNECT_ONLY): bytes go through
+	 * curl_easy_send/recv, which do the TLS. The easy handle stays in its
+	 * own multi handle for the connection's whole life, as removing it
+	 * closes the connection; a multi of its own, because a shared one
+	 * would prune this idle-looking connection from its cache. */
+	CURLM *multi;
+	CURL *easy;
+	bool in_multi;
+	char curl_err[CURL_ERROR_SIZE];
+	/* While connecting: an epoll set of libcurl's sockets (resolver,
+	 * connect attempts) and a timerfd for its timeouts, so the owner
+	 * polls one descriptor. Closed once connected (-1). */
+	int epfd, tfd;
+	int sock;                             /* the connected socket, -1 before */
 	char key[WS_KEY_LEN];
 	struct buf request;                   /* the Upgrade request */
 	size_t sent;
@@ -47,7 +59,7 @@ struct ws {
 	wslay_event_context_ptr ctx;
 	unsigned long received;               /* messages of any kind */
 	bool eof;                             /* the peer closed its side */
-	int sys_errno;                        /* the socket error that stopped it */
+	CURLcode io_err;                      /* the send/recv error that stopped it */
 	ws_text_fn on_text;
 	void *arg;
 };
@@ -208,30 +220,31 @@ static ssize_t
 on_recv(wslay_event_context_ptr ctx, uint8_t *data, size_t len, int flags, void *user)
 {
 	struct ws *w = user;
-	ssize_t n;
+	size_t n = 0;
+	CURLcode rc;
 
 	(void)flags;
 	if (w->early_off < w->early_len) {
 		/* Frames that came with the handshake reply go first. */
 		size_t left = w->early_len - w->early_off;
 
-		n = (ssize_t)(left < len ? left : len);
-		memcpy(data, w->early + w->early_off, (size_t)n);
-		w->early_off += (size_t)n;
-		return n;
+		n = left < len ? left : len;
+		memcpy(data, w->early + w->early_off, n);
+		w->early_off += n;
+		return (ssize_t)n;
 	}
-	do
-		n = recv(w->fd, data, len, 0);
-	while (n < 0 && errno == EINTR);
-	if (n > 0)
-		return n;
-	if (n == 0) {
+	/* wslay reads until this says "would block": with TLS that also
+	 * empties what the TLS layer holds, which poll(2) cannot see. */
+	rc = curl_easy_recv(w->easy, data, len, &n);
+	if (rc == CURLE_OK && n > 0)
+		return (ssize_t)n;
+	if (rc == CURLE_OK) {
 		w->eof = true;
 		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-	} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+	} else if (rc == CURLE_AGAIN) {
 		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
 	} else {
-		w->sys_errno = errno;
+		w->io_err = rc;
 		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
 	}
 	return -1;
@@ -241,18 +254,17 @@ static ssize_t
 on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user)
 {
 	struct ws *w = user;
-	ssize_t n;
+	size_t n = 0;
+	CURLcode rc;
 
 	(void)flags;
-	do
-		n = send(w->fd, data, len, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	if (n >= 0)
-		return n;
-	if (errno == EAGAIN || errno == EWOULDBLOCK) {
+	rc = curl_easy_send(w->easy, data, len, &n);
+	if (rc == CURLE_OK)
+		return (ssize_t)n;
+	if (rc == CURLE_AGAIN) {
 		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
 	} else {
-		w->sys_errno = errno;
+		w->io_err = rc;
 		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
 	}
 	return -1;
@@ -282,47 +294,61 @@ on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *m,
 		w->on_text((const char *)m->msg, m->msg_length, w->arg);
 }
 
-/* ---- connecting ------------------------------------------------------- */
+/* ---- libcurl's sockets and timer while connecting --------------------- */
 
+/* CURLMOPT_SOCKETFUNCTION: keep the epoll set like libcurl wants it. */
 static int
-set_nonblocking(int fd)
+on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
-	int fl = fcntl(fd, F_GETFL);
+	struct ws *w = userp;
+	struct epoll_event ev;
 
-	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	(void)easy;
+	(void)socketp;
+	if (w->epfd < 0)
+		return 0;             /* connected: the socket is ours now */
+	if (what == CURL_POLL_REMOVE) {
+		/* It may be closed already, which removed it. */
+		(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, s, NULL);
+		return 0;
+	}
+	memset(&ev, 0, sizeof ev);
+	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+	ev.data.fd = s;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, s, &ev) < 0 &&
+	    (errno != ENOENT || epoll_ctl(w->epfd, EPOLL_CTL_ADD, s, &ev) < 0))
+		return -1;            /* libcurl fails the transfer */
+	return 0;
 }
 
-/* Start connect(2) to the next address. 0 when under way or done, -1 when
- * no address is left (err set). */
+/* CURLMOPT_TIMERFUNCTION: arm the timerfd; the loop then sees it fire. */
 static int
-try_next_addr(struct ws *w, char *err, size_t errlen)
+on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
-	int last = 0;
+	struct ws *w = userp;
+	struct itimerspec its;
 
-	if (w->fd >= 0) {
-		close(w->fd);
-		w->fd = -1;
+	(void)multi;
+	if (w->tfd < 0)
+		return 0;
+	memset(&its, 0, sizeof its);
+	if (timeout_ms == 0)
+		its.it_value.tv_nsec = 1;     /* now; all zero would disarm */
+	else if (timeout_ms > 0) {
+		its.it_value.tv_sec = timeout_ms / 1000;
+		its.it_value.tv_nsec = (timeout_ms % 1000) * 1000000L;
 	}
-	for (; w->next_addr != NULL; w->next_addr = w->next_addr->ai_next) {
-		struct addrinfo *a = w->next_addr;
+	return timerfd_settime(w->tfd, 0, &its, NULL) == 0 ? 0 : -1;
+}
 
-		w->fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-		if (w->fd < 0) {
-			last = errno;
-			continue;
-		}
-		if (set_nonblocking(w->fd) == 0 &&
-		    (connect(w->fd, a->ai_addr, a->ai_addrlen) == 0 || errno == EINPROGRESS)) {
-			w->next_addr = a->ai_next;
-			w->phase = PH_CONNECT;
-			return 0;
-		}
-		last = errno;
-		close(w->fd);
-		w->fd = -1;
-	}
-	set_err(err, errlen, "connect: %s", last ? strerror(last) : "no address");
-	return -1;
+static void
+close_connect_fds(struct ws *w)
+{
+	if (w->epfd >= 0)
+		close(w->epfd);
+	if (w->tfd >= 0)
+		close(w->tfd);
+	w->epfd = w->tfd = -1;
 }
 
 /* Build the Upgrade request for the URL's parts. */
@@ -347,20 +373,81 @@ build_request(struct ws *w, const char *host, const char *port, const char *path
 	    path, query ? "?" : "", query ? query : "", host, port, w->key);
 }
 
+/* The easy handle that only connects (TCP, then TLS for https) to url,
+ * verifying the peer like every other backend request. */
+static int
+setup_easy(struct ws *w, const char *url, const char *ca_file)
+{
+	if ((w->easy = curl_easy_init()) == NULL ||
+	    curl_easy_setopt(w->easy, CURLOPT_URL, url) != CURLE_OK)
+		return -1;
+	/* 1L: connect, then hand the connection over. (2L is for libcurl's
+	 * own WebSocket support, which Debian 12's 7.88 is built without;
+	 * the upgrade is done here anyway, with wslay for the frames.) */
+	curl_easy_setopt(w->easy, CURLOPT_CONNECT_ONLY, 1L);
+	curl_easy_setopt(w->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(w->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(w->easy, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
+	/* The upgrade request is written here as for a direct connection. */
+	curl_easy_setopt(w->easy, CURLOPT_PROXY, "");
+	/* Dropping a connect stuck in a slow resolver must not wait for
+	 * the resolver thread (libcurl would join it, blocking the loop):
+	 * the thread is left to end on its own. */
+	curl_easy_setopt(w->easy, CURLOPT_QUICK_EXIT, 1L);
+	curl_easy_setopt(w->easy, CURLOPT_ERRORBUFFER, w->curl_err);
+	if (ca_file != NULL && ca_file[0] != '\0' &&
+	    curl_easy_setopt(w->easy, CURLOPT_CAINFO, ca_file) != CURLE_OK)
+		return -1;
+	if ((w->multi = curl_multi_init()) == NULL)
+		return -1;
+	curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+	curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
+	curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+	curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w);
+	return 0;
+}
+
+static int
+setup_connect_fds(struct ws *w)
+{
+	struct epoll_event ev;
+
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	w->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (w->epfd < 0 || w->tfd < 0)
+		return -1;
+	memset(&ev, 0, sizeof ev);
+	ev.events = EPOLLIN;
+	ev.data.fd = w->tfd;
+	return epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->tfd, &ev);
+}
+
 struct ws *
-ws_connect(const char *url, size_t max_msg, ws_text_fn on_text, void *arg,
-    char *err, size_t errlen)
+ws_connect(const char *url, const char *ca_file, size_t max_msg, ws_text_fn on_text,
+    void *arg, char *err, size_t errlen)
 {
 	struct ws *w = NULL;
 	CURLU *u = curl_url();
 	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL;
-	char bare[HOST_MAX];
-	struct addrinfo hints;
-	size_t hlen;
-	int rc;
+	char *curl_url_str = NULL;
+	bool tls;
 
-	if (u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	/* ws: and wss: are not schemes this libcurl knows: parse them as
+	 * such, then connect as http: / https:. */
+	if (u == NULL || curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK) {
+		set_err(err, errlen, "%s", "cannot parse the URL");
+		goto fail;
+	}
+	if (strcasecmp(scheme, "https") == 0 || strcasecmp(scheme, "wss") == 0)
+		tls = true;
+	else if (strcasecmp(scheme, "http") == 0 || strcasecmp(scheme, "ws") == 0)
+		tls = false;
+	else {
+		set_err(err, errlen, "scheme %.16s not supported", scheme);
+		goto fail;
+	}
+	if (curl_url_set(u, CURLUPART_SCHEME, tls ? "https" : "http", 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK) {
@@ -369,23 +456,22 @@ ws_connect(const char *url, size_t max_msg, ws_text_fn on_text, void *arg,
 	}
 	if (curl_url_get(u, CURLUPART_QUERY, &query, 0) != CURLUE_OK)
 		query = NULL;
-	if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "ws") != 0) {
-		set_err(err, errlen, "scheme %s not supported (no TLS)", scheme);
+	/* libcurl connects to the origin only; the path and query go in
+	 * the upgrade request. */
+	if (curl_url_set(u, CURLUPART_PATH, "/", 0) != CURLUE_OK ||
+	    curl_url_set(u, CURLUPART_QUERY, NULL, 0) != CURLUE_OK ||
+	    curl_url_set(u, CURLUPART_FRAGMENT, NULL, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_URL, &curl_url_str, 0) != CURLUE_OK) {
+		set_err(err, errlen, "%s", "cannot parse the URL");
 		goto fail;
-	}
-	/* An IPv6 literal comes bracketed; the resolver wants it bare. */
-	snprintf(bare, sizeof bare, "%s", host);
-	hlen = strlen(bare);
-	if (hlen > 2 && bare[0] == '[' && bare[hlen - 1] == ']') {
-		memmove(bare, bare + 1, hlen - 2);
-		bare[hlen - 2] = '\0';
 	}
 	w = calloc(1, sizeof *w);
 	if (w == NULL) {
 		set_err(err, errlen, "%s", "out of memory");
 		goto fail;
 	}
-	w->fd = -1;
+	w->epfd = w->tfd = w->sock = -1;
+	w->phase = PH_CONNECT;
 	w->max_msg = max_msg;
 	w->on_text = on_text;
 	w->arg = arg;
@@ -394,23 +480,27 @@ ws_connect(const char *url, size_t max_msg, ws_text_fn on_text, void *arg,
 		set_err(err, errlen, "%s", "cannot build the upgrade request");
 		goto fail;
 	}
-	memset(&hints, 0, sizeof hints);
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	rc = getaddrinfo(bare, port, &hints, &w->addrs);
-	if (rc != 0) {
-		set_err(err, errlen, "resolve: %s", gai_strerror(rc));
+	if (setup_connect_fds(w) < 0) {
+		set_err(err, errlen, "epoll/timerfd: %s", strerror(errno));
 		goto fail;
 	}
-	w->next_addr = w->addrs;
-	if (try_next_addr(w, err, errlen) < 0)
+	if (setup_easy(w, curl_url_str, ca_file) < 0) {
+		set_err(err, errlen, "%s", "cannot set up libcurl");
 		goto fail;
+	}
+	/* Nothing happens here: libcurl arms its timer, which fires at the
+	 * loop's next wait, and the resolve runs in libcurl's thread. */
+	if (curl_multi_add_handle(w->multi, w->easy) != CURLM_OK) {
+		set_err(err, errlen, "%s", "cannot start the connection");
+		goto fail;
+	}
+	w->in_multi = true;
 	goto out;
 fail:
 	ws_free(w);
 	w = NULL;
 out:
+	curl_free(curl_url_str);
 	curl_free(scheme);
 	curl_free(host);
 	curl_free(port);
@@ -423,7 +513,7 @@ out:
 int
 ws_fd(const struct ws *w)
 {
-	return w->fd;
+	return w->phase == PH_CONNECT ? w->epfd : w->sock;
 }
 
 short
@@ -433,6 +523,7 @@ ws_events(const struct ws *w)
 
 	switch (w->phase) {
 	case PH_CONNECT:
+		return POLLIN;            /* the epoll set: readable when anything is */
 	case PH_SEND_REQUEST:
 		return POLLOUT;
 	case PH_READ_REPLY:
@@ -472,7 +563,7 @@ give_up(struct ws *w, char *err, size_t errlen, const char *fmt, ...)
 	return WS_FAILED;
 }
 
-/* The handshake is verified: hand the socket to wslay. */
+/* The handshake is verified: hand the connection to wslay. */
 static enum ws_status
 open_frames(struct ws *w, size_t head_len, char *err, size_t errlen)
 {
@@ -494,67 +585,112 @@ open_frames(struct ws *w, size_t head_len, char *err, size_t errlen)
 		memcpy(w->early, w->head + head_len, w->early_len);
 	}
 	buf_free(&w->request);
-	freeaddrinfo(w->addrs);
-	w->addrs = w->next_addr = NULL;
 	w->phase = PH_OPEN;
 	return WS_OPEN;
 }
 
+/* Move libcurl's connect along on what the epoll set reports; on success
+ * the phase becomes PH_SEND_REQUEST. */
 static enum ws_status
-handshake_step(struct ws *w, short revents, char *err, size_t errlen)
+connect_step(struct ws *w, char *err, size_t errlen)
+{
+	struct epoll_event evs[EPOLL_BATCH];
+	struct CURLMsg *msg;
+	curl_socket_t s = CURL_SOCKET_BAD;
+	int n, running = 0, left = 0;
+	CURLcode rc;
+
+	n = epoll_wait(w->epfd, evs, EPOLL_BATCH, 0);
+	for (int i = 0; i < n; i++) {
+		int mask = 0;
+
+		if (evs[i].data.fd == w->tfd) {
+			uint64_t ticks;
+
+			if (read(w->tfd, &ticks, sizeof ticks) < 0 && errno != EAGAIN)
+				return give_up(w, err, errlen, "timerfd: %s", strerror(errno));
+			curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+			continue;
+		}
+		if (evs[i].events & EPOLLIN)
+			mask |= CURL_CSELECT_IN;
+		if (evs[i].events & EPOLLOUT)
+			mask |= CURL_CSELECT_OUT;
+		if (evs[i].events & (EPOLLERR | EPOLLHUP))
+			mask |= CURL_CSELECT_ERR;
+		curl_multi_socket_action(w->multi, evs[i].data.fd, mask, &running);
+	}
+	while ((msg = curl_multi_info_read(w->multi, &left)) != NULL) {
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		rc = msg->data.result;
+		if (rc != CURLE_OK)
+			return give_up(w, err, errlen, "connect: %s",
+			    w->curl_err[0] ? w->curl_err : curl_easy_strerror(rc));
+		if (curl_easy_getinfo(w->easy, CURLINFO_ACTIVESOCKET, &s) != CURLE_OK ||
+		    s == CURL_SOCKET_BAD)
+			return give_up(w, err, errlen, "%s", "connected, but no socket");
+		/* From here on the loop polls the socket itself. */
+		close_connect_fds(w);
+		w->sock = s;
+		w->phase = PH_SEND_REQUEST;
+		return WS_CONNECTING;
+	}
+	return WS_CONNECTING;
+}
+
+static enum ws_status
+handshake_step(struct ws *w, char *err, size_t errlen)
 {
 	char why[256];
-	ssize_t n;
-	int soerr = 0;
-	socklen_t sl = sizeof soerr;
-	size_t head_len = 0;
+	size_t n, head_len = 0;
+	CURLcode rc;
 
-	switch (w->phase) {
-	case PH_CONNECT:
-		if (!(revents & (POLLOUT | POLLERR | POLLHUP)))
+	if (w->phase == PH_CONNECT) {
+		enum ws_status st = connect_step(w, err, errlen);
+
+		if (w->phase != PH_SEND_REQUEST)
+			return st;
+		/* A fresh connection is writable: send at once. */
+	}
+	if (w->phase == PH_SEND_REQUEST) {
+		n = 0;
+		rc = curl_easy_send(w->easy, w->request.data + w->sent, w->request.len - w->sent, &n);
+		if (rc == CURLE_AGAIN)
 			return WS_CONNECTING;
-		if (getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
-			soerr = errno;
-		if (soerr != 0) {
-			/* Another address of the name may answer. */
-			if (w->next_addr != NULL && try_next_addr(w, NULL, 0) == 0)
-				return WS_CONNECTING;
-			return give_up(w, err, errlen, "connect: %s", strerror(soerr));
-		}
-		w->phase = PH_SEND_REQUEST;
-		/* The socket is writable now: send at once. */
-		__attribute__((fallthrough));
-	case PH_SEND_REQUEST:
-		n = send(w->fd, w->request.data + w->sent, w->request.len - w->sent, MSG_NOSIGNAL);
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		if (rc != CURLE_OK)
+			return give_up(w, err, errlen, "send: %s", curl_easy_strerror(rc));
+		w->sent += n;
+		if (w->sent < w->request.len)
 			return WS_CONNECTING;
-		if (n < 0)
-			return give_up(w, err, errlen, "send: %s", strerror(errno));
-		w->sent += (size_t)n;
-		if (w->sent == w->request.len)
-			w->phase = PH_READ_REPLY;
+		w->phase = PH_READ_REPLY;
+		/* The reply cannot be there yet; wait for the socket. */
 		return WS_CONNECTING;
-	case PH_READ_REPLY:
-		if (!(revents & (POLLIN | POLLERR | POLLHUP)))
+	}
+	if (w->phase != PH_READ_REPLY)
+		return ws_status(w);
+	/* Read until the header is whole or nothing more is there: with
+	 * TLS, bytes may wait in the TLS layer where poll(2) cannot see. */
+	for (;;) {
+		n = 0;
+		rc = curl_easy_recv(w->easy, w->head + w->head_len, sizeof w->head - w->head_len, &n);
+		if (rc == CURLE_AGAIN)
 			return WS_CONNECTING;
-		n = recv(w->fd, w->head + w->head_len, sizeof w->head - w->head_len, 0);
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-			return WS_CONNECTING;
-		if (n < 0)
-			return give_up(w, err, errlen, "recv: %s", strerror(errno));
+		if (rc != CURLE_OK)
+			return give_up(w, err, errlen, "recv: %s", curl_easy_strerror(rc));
 		if (n == 0)
 			return give_up(w, err, errlen, "%s", "closed during the handshake");
-		w->head_len += (size_t)n;
+		w->head_len += n;
 		switch (ws_check_reply(w->head, w->head_len, w->key, &head_len, why, sizeof why)) {
 		case 0:
-			return WS_CONNECTING;
+			/* Not whole yet; ws_check_reply refuses a full buffer,
+			 * so there is room for more. */
+			continue;
 		case 1:
 			return open_frames(w, head_len, err, errlen);
 		default:
 			return give_up(w, err, errlen, "%s", why);
 		}
-	default:
-		return ws_status(w);
 	}
 }
 
@@ -564,8 +700,8 @@ frames_failed(struct ws *w, int rc, char *err, size_t errlen)
 {
 	if (w->eof)
 		return give_up(w, err, errlen, "%s", "closed by the server");
-	if (w->sys_errno != 0)
-		return give_up(w, err, errlen, "socket: %s", strerror(w->sys_errno));
+	if (w->io_err != CURLE_OK)
+		return give_up(w, err, errlen, "socket: %s", curl_easy_strerror(w->io_err));
 	if (rc == WSLAY_ERR_PROTO)
 		return give_up(w, err, errlen, "%s", "WebSocket protocol error from the server");
 	if (rc == WSLAY_ERR_NOMEM)
@@ -579,11 +715,12 @@ ws_handle(struct ws *w, short revents, char *err, size_t errlen)
 	int rc;
 
 	if (w->phase != PH_OPEN) {
-		enum ws_status st = handshake_step(w, revents, err, errlen);
+		enum ws_status st = handshake_step(w, err, errlen);
 
-		/* Frames may have come with the reply: read them now, as
-		 * the socket may have nothing more to wake the loop with. */
-		if (st != WS_OPEN || w->early_len == 0)
+		/* Frames may have come with the reply, or wait in the TLS
+		 * layer: read them now, as the socket may have nothing more
+		 * to wake the loop with. */
+		if (st != WS_OPEN)
 			return st;
 		revents = POLLIN;
 	}
@@ -632,10 +769,15 @@ ws_free(struct ws *w)
 		return;
 	if (w->ctx != NULL)
 		wslay_event_context_free(w->ctx);
-	if (w->fd >= 0)
-		close(w->fd);
-	if (w->addrs != NULL)
-		freeaddrinfo(w->addrs);
+	/* Removing the easy handle closes the connection (and the socket);
+	 * a resolve still under way is abandoned, not waited for. */
+	if (w->in_multi)
+		curl_multi_remove_handle(w->multi, w->easy);
+	if (w->easy != NULL)
+		curl_easy_cleanup(w->easy);
+	if (w->multi != NULL)
+		curl_multi_cleanup(w->multi);
+	close_connect_fds(w);
 	buf_free(&w->request);
 	free(w->early);
 	free(w);

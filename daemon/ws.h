@@ -1,14 +1,16 @@
-/* ws: a WebSocket client (RFC 6455) on one non-blocking socket, for a
- * single-threaded event loop. Knows nothing about genqd: the owner polls
- * ws_fd() for ws_events(), hands the result to ws_handle(), and gets each
- * complete text message through its callback. The HTTP Upgrade handshake is
- * done here (Sec-WebSocket-Accept checked); frames are wslay's. Plain
- * http:// URLs only (no TLS): ws_connect refuses https. Messages over the
- * size limit close the connection. The peer is untrusted: every reply is
- * bounded and checked, never acted on before the handshake is verified.
- *
- * Name resolution is the system's getaddrinfo, done once per connect: for
- * numeric addresses and /etc/hosts names it does not block. */
+/* ws: a WebSocket client (RFC 6455) for a single-threaded event loop.
+ * Knows nothing about genqd: the owner polls ws_fd() for ws_events(), hands
+ * the result to ws_handle(), and gets each complete text message through
+ * its callback. libcurl makes the connection (CONNECT_ONLY): name
+ * resolution in its resolver thread, TCP, and TLS for https:/wss: with the
+ * peer verified (system CA store, or the CA file given). Nothing in here
+ * blocks: while connecting, ws_fd() is an epoll descriptor gathering
+ * libcurl's sockets and timer; once connected it is the socket itself. The
+ * HTTP Upgrade handshake is done here (Sec-WebSocket-Accept checked);
+ * frames are wslay's, bytes go through curl_easy_send/recv. Messages over
+ * the size limit close the connection. The peer is untrusted: every reply
+ * is bounded and checked, never acted on before the handshake is verified.
+ * Linux only (epoll, timerfd). */
 #ifndef GENQD_WS_H
 #define GENQD_WS_H
 
@@ -27,18 +29,22 @@ typedef void (*ws_text_fn)(const char *data, size_t len, void *arg);
 
 /* Where a connection stands after ws_handle. */
 enum ws_status {
-	WS_CONNECTING,        /* TCP connect or handshake under way */
+	WS_CONNECTING,        /* resolve, connect, TLS or handshake under way */
 	WS_OPEN,              /* handshake verified: messages flow */
 	WS_FAILED,            /* over: ws_free it (err says why) */
 };
 
-/* Start connecting to url ("http://host[:port]/path?query"). NULL with err
- * filled on failure (bad URL, https, no address). Owned by the caller:
+/* Start connecting to url ("http[s]://host[:port]/path?query", ws: and
+ * wss: alike). ca_file: a PEM file of the CAs to trust for TLS instead of
+ * the system store; NULL or "" for the system store. Returns at once;
+ * resolve and connect errors come later from ws_handle. NULL with err
+ * filled on failure (bad URL, another scheme). Owned by the caller:
  * ws_free. max_msg bounds one received message. */
-struct ws *ws_connect(const char *url, size_t max_msg, ws_text_fn on_text, void *arg,
-    char *err, size_t errlen);
+struct ws *ws_connect(const char *url, const char *ca_file, size_t max_msg,
+    ws_text_fn on_text, void *arg, char *err, size_t errlen);
 
-/* The socket to poll, and the poll(2) events it waits for now. */
+/* The descriptor to poll, and the poll(2) events it waits for now: both
+ * change as the connection goes on, so ask before every poll. */
 int ws_fd(const struct ws *w);
 short ws_events(const struct ws *w);
 
@@ -55,7 +61,7 @@ unsigned long ws_received(const struct ws *w);
 /* Queue a ping (keeps idle NATs open, shows a dead peer). 0 or -1. */
 int ws_ping(struct ws *w);
 
-/* Close the socket and free everything; NULL is ignored. No close frame is
+/* Close the connection and free everything; NULL is ignored. No close frame is
  * sent: the owner only drops a connection that is broken or unwanted. */
 void ws_free(struct ws *w);
 

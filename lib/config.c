@@ -56,6 +56,7 @@ static const struct setting settings[] = {
 	I("daemon", "shutdown_grace_s", shutdown_grace_s, "30", 0, 86400),
 	I("daemon", "http_timeout_s", http_timeout_s, "30", 1, 3600),
 	L("daemon", "max_output_bytes", max_output_bytes, "268435456", 1024, 1L << 40),
+	S("daemon", "backend_ca_file", backend_ca_file, ""),
 
 	S("webhooks", "allow_private", webhook_allow, ""),
 	I("webhooks", "timeout_s", webhook_timeout_s, "10", 1, 60),
@@ -203,6 +204,24 @@ config_defaults(struct genq_config *cfg)
 	}
 }
 
+/* Files named in the settings must be there at load, not at first use:
+ * a typo then stops genqd at start instead of failing every backend. */
+static int
+check_files(const struct genq_config *cfg, const char *path, char *err, size_t errlen)
+{
+	FILE *f;
+
+	if (cfg->backend_ca_file[0] == '\0')
+		return 0;
+	if ((f = fopen(cfg->backend_ca_file, "r")) == NULL) {
+		snprintf(err, errlen, "%s: [daemon] backend_ca_file: %s: %s", path,
+		    cfg->backend_ca_file, strerror(errno));
+		return -1;
+	}
+	fclose(f);
+	return 0;
+}
+
 int
 config_load(struct genq_config *cfg, const char *path, char *err, size_t errlen)
 {
@@ -229,7 +248,7 @@ config_load(struct genq_config *cfg, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: syntax error on line %d", path, rc);
 		return -1;
 	}
-	return 0;
+	return check_files(cfg, path, err, errlen);
 }
 
 void

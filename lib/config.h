@@ -36,6 +36,7 @@ struct genq_config {
 	int shutdown_grace_s;    /* SIGTERM: how long running jobs may finish */
 	int http_timeout_s;      /* one backend HTTP request */
 	long max_output_bytes;   /* largest output file fetched from a backend */
+	char *backend_ca_file;   /* PEM CAs trusted for https backends, "" = system store */
 
 	/* [webhooks] */
 	char *webhook_allow;     /* comma list of CIDRs non-public hosts may be in */

@@ -4,10 +4,21 @@ tests_unit_test_lib_CFLAGS = $(AM_CFLAGS) $(GENQ_LIB_CFLAGS) $(CHECK_CFLAGS)
 tests_unit_test_lib_LDADD = $(GENQ_LIB_LIBS) $(CHECK_LIBS)
 TESTS += tests/unit/test_lib
 
+# The C ComfyUI simulator of the dispatch benchmark (tests/sim/README.md).
+noinst_PROGRAMS += tests/sim/comfysim
+tests_sim_comfysim_SOURCES = tests/sim/comfysim.c tests/sim/comfysim.h \
+	tests/sim/comfysim_http.c tests/sim/comfysim_png.c tests/sim/comfysim_py.c \
+	tests/sim/comfysim_queue.c tests/sim/comfysim_run.c tests/sim/comfysim_save.c \
+	tests/sim/comfysim_valid.c tests/sim/comfysim_valid.h tests/sim/comfysim_ws.c
+tests_sim_comfysim_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(JSONC_CFLAGS) $(WSLAY_CFLAGS) \
+	$(ZLIB_CFLAGS) $(CRYPTO_CFLAGS)
+tests_sim_comfysim_LDADD = $(MHD_LIBS) $(JSONC_LIBS) $(WSLAY_LIBS) $(ZLIB_LIBS) $(CRYPTO_LIBS) -lpthread
+
 # End-to-end: each file starts its own stack in a temporary directory.
 E2E_TESTS = \
 	tests/sim/test_comfyui_sim.py \
 	tests/sim/test_openai_sim.py \
+	tests/sim/test_comfysim.py \
 	tests/e2e/test_openai.py \
 	tests/e2e/test_jobs.py \
 	tests/e2e/test_api.py \
@@ -20,6 +31,7 @@ E2E_TESTS = \
 	tests/e2e/test_dispatch.py \
 	tests/e2e/test_retry_backend.py \
 	tests/e2e/test_progress.py \
+	tests/e2e/test_tls_backend.py \
 	tests/e2e/test_deps.py \
 	tests/e2e/test_retention.py \
 	tests/e2e/test_order.py \
@@ -33,7 +45,8 @@ E2E_TESTS = \
 	tests/e2e/test_mariadb_restart.py \
 	tests/e2e/test_backend_restart.py \
 	tests/e2e/test_health.py \
-	tests/e2e/test_backend_keys.py
+	tests/e2e/test_backend_keys.py \
+	tests/e2e/test_comfysim_dispatch.py
 TESTS += $(E2E_TESTS)
 TEST_EXTENSIONS = .py
 PY_LOG_COMPILER = python3

@@ -70,13 +70,14 @@ class StackTestCase(unittest.TestCase):
     backends = 2
     sim_run_ms = 200
     daemon_settings = None
+    sim_impl = "python"   # "c": the benchmark's simulator (tests/sim/comfysim)
     stack = None
 
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="genq-e2e-")
         cls.stack = Stack(cls.tmp, backends=cls.backends, sim_run_ms=cls.sim_run_ms,
-                          daemon_settings=cls.daemon_settings)
+                          daemon_settings=cls.daemon_settings, sim_impl=cls.sim_impl)
         try:
             cls.stack.up()
         except BaseException:

@@ -112,8 +112,9 @@ class Stack:
     simulators on port+1.. when port is given, else free ones."""
 
     def __init__(self, root, port=0, builddir=None, backends=2, fcgi_workers=4,
-                 sim_run_ms=300, daemon_settings=None, openai_backends=0):
+                 sim_run_ms=300, daemon_settings=None, openai_backends=0, sim_impl="python"):
         self.root = os.path.abspath(root)
+        self.sim_impl = sim_impl   # "c": tests/sim/comfysim, the benchmark's (tests/sim/README.md)
         self.builddir = os.path.abspath(builddir or os.environ.get(
             "GENQ_BUILDDIR", os.path.join(SRCDIR, "build")))
         self.nbackends = backends
@@ -381,8 +382,9 @@ http {{
         os.makedirs(outdir, exist_ok=True)
         logfile = os.path.join(self.logdir, name + ".log")
         offset = os.path.getsize(logfile) if os.path.exists(logfile) else 0
-        self._spawn(name, [
-            sys.executable, "-u", os.path.join(SRCDIR, "tests", "sim", "comfyui_sim.py"),
+        prog = [os.path.join(self.builddir, "tests", "sim", "comfysim")] if self.sim_impl == "c" else \
+            [sys.executable, "-u", os.path.join(SRCDIR, "tests", "sim", "comfyui_sim.py")]
+        self._spawn(name, prog + [
             "--port", str(port), "--output-dir", outdir, "--name", name,
             "--run-ms", str(self.sim_run_ms), *extra_args])
 

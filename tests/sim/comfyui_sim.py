@@ -44,6 +44,7 @@ import random
 import re
 import signal
 import socket
+import ssl
 import struct
 import sys
 import tempfile
@@ -1304,8 +1305,9 @@ class Handler(BaseHTTPRequestHandler):
 class SimHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address, sim):
+    def __init__(self, address, sim, tls=None):
         self.sim = sim
+        self.tls = tls  # an ssl.SSLContext: HTTP and /ws both over TLS
         super().__init__(address, Handler)
 
     def get_request(self):
@@ -1313,7 +1315,25 @@ class SimHTTPServer(ThreadingHTTPServer):
         # written as headers then body waits ~40 ms for a delayed ACK.
         conn, addr = super().get_request()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            # The handshake waits for the request's own thread (finish_request):
+            # a slow or hostile client must not hold up accept().
+            conn = self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
         return conn, addr
+
+    def finish_request(self, request, client_address):
+        if self.tls is not None:
+            try:
+                request.settimeout(10)
+                request.do_handshake()
+                request.settimeout(None)
+            except (ssl.SSLError, OSError) as e:
+                # A client that does not trust our certificate ends up here.
+                self.sim.log(f"tls handshake failed from {client_address[0]}: {e}")
+                with self.sim.lock:
+                    self.sim.stats["tls_handshakes_failed"] = self.sim.stats.get("tls_handshakes_failed", 0) + 1
+                return
+        super().finish_request(request, client_address)
 
     def handle_error(self, request, client_address):
         if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
@@ -1341,13 +1361,26 @@ def parse_args(argv):
     p.add_argument("--cache-none", action="store_true", help="like ComfyUI's --cache-none: rerun every node")
     p.add_argument("--ws-off", action="store_true", help="/ws refuses the WebSocket upgrade")
     p.add_argument("--previews", action="store_true", help="send binary latent previews while sampling")
-    return p.parse_args(argv)
+    p.add_argument("--tls-cert", help="PEM certificate (chain): serve HTTP and /ws over TLS")
+    p.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    args = p.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key go together")
+    return args
+
+
+def tls_context(args):
+    if not args.tls_cert:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    return ctx
 
 
 def main(argv=None):
     args = parse_args(argv)
     sim = Simulator(args)
-    server = SimHTTPServer((args.host, args.port), sim)
+    server = SimHTTPServer((args.host, args.port), sim, tls_context(args))
     sim.port = server.server_address[1]
     if args.pidfile:
         with open(args.pidfile, "w") as f:
@@ -1357,7 +1390,8 @@ def main(argv=None):
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     sim.start_worker()
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
-    sim.log(f"listening on {args.host}:{sim.port} output={sim.output_dir} input={sim.input_dir}")
+    sim.log(f"listening on {args.host}:{sim.port} tls={'on' if server.tls else 'off'} "
+            f"output={sim.output_dir} input={sim.input_dir}")
     print(f"listening port={sim.port}", flush=True)
     while not stop.wait(0.5):
         pass

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -472,6 +473,48 @@ class InProcessTest(unittest.TestCase):
             self.assertEqual(counter(), 8)
             os.unlink(os.path.join(base, "genq_00007_.png"))  # a deletion is seen too
             self.assertEqual(counter(), 3)
+
+
+def make_test_ca(d):
+    """A throwaway CA and a server certificate for 127.0.0.1 / localhost in d, with the
+    openssl CLI: (ca.pem, server.pem, server.key)."""
+    ca, ca_key = os.path.join(d, "ca.pem"), os.path.join(d, "ca.key")
+    crt, key, csr, ext = (os.path.join(d, n) for n in ("server.pem", "server.key", "server.csr", "ext.cnf"))
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                "extendedKeyUsage=serverAuth\n")
+    for cmd in (["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=genq test CA"],
+                ["req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=localhost"],
+                ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", crt,
+                 "-days", "2", "-extfile", ext]):
+        subprocess.run(["openssl", *cmd], check=True, capture_output=True)
+    return ca, crt, key
+
+
+class TLSTest(unittest.TestCase):
+    def test_tls_serves_system_stats_to_a_client_of_the_ca(self):
+        with tempfile.TemporaryDirectory(prefix="comfyui_sim_tls_") as d:
+            ca, crt, key = make_test_ca(d)
+            sim = Sim("--tls-cert", crt, "--tls-key", key)
+            try:
+                conn = http.client.HTTPSConnection("127.0.0.1", sim.port, timeout=5,
+                                                   context=ssl.create_default_context(cafile=ca))
+                conn.request("GET", "/system_stats")
+                r = conn.getresponse()
+                self.assertEqual(r.status, 200)
+                self.assertIn("devices", json.loads(r.read()))
+                conn.close()
+                # Plain HTTP is not answered, and a client without the CA refuses the server.
+                with self.assertRaises((http.client.HTTPException, OSError)):
+                    sim.request("GET", "/system_stats")
+                strict = http.client.HTTPSConnection("127.0.0.1", sim.port, timeout=5,
+                                                     context=ssl.create_default_context())
+                with self.assertRaises(ssl.SSLCertVerificationError):
+                    strict.request("GET", "/system_stats")
+                strict.close()
+            finally:
+                self.assertEqual(sim.stop(), 0)
 
 
 class CrashTest(unittest.TestCase):

@@ -1,11 +1,14 @@
 /* Unit tests: the ComfyUI event stream's pure parts: its messages
  * (daemon/comfyevt.c) and the WebSocket handshake check (daemon/ws.c),
- * plus one real connection over loopback to a scripted server, so the
- * client's framing (wslay) is exercised on a socket. */
+ * plus real connections over loopback to a scripted server, so the
+ * client's framing (wslay) is exercised on a socket, and one through a
+ * resolver that hangs (libcurl's resolver thread must not block). */
 #include "autoconf.h"
 
 #include <arpa/inet.h>
 #include <check.h>
+#include <dlfcn.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -304,7 +307,7 @@ START_TEST(loopback_session)
 	int n;
 
 	snprintf(url, sizeof url, "http://127.0.0.1:%d/ws?clientId=genqd%%3A1", port);
-	w = ws_connect(url, 1024, collect, &got, err, sizeof err);
+	w = ws_connect(url, NULL, 1024, collect, &got, err, sizeof err);
 	ck_assert_msg(w != NULL, "%s", err);
 	/* Let the connect finish and the request go out. */
 	pump(w, &got, err);
@@ -356,7 +359,7 @@ START_TEST(loopback_oversized_and_refused)
 	struct ws *w;
 
 	snprintf(url, sizeof url, "http://127.0.0.1:%d/ws", port);
-	w = ws_connect(url, 16, collect, &got, err, sizeof err);
+	w = ws_connect(url, NULL, 16, collect, &got, err, sizeof err);
 	ck_assert_ptr_nonnull(w);
 	pump(w, &got, err);
 	cfd = accept(lfd, NULL, NULL);
@@ -374,7 +377,7 @@ START_TEST(loopback_oversized_and_refused)
 	close(cfd);
 
 	/* A server that refuses the upgrade. */
-	w = ws_connect(url, 16, collect, &got, err, sizeof err);
+	w = ws_connect(url, NULL, 16, collect, &got, err, sizeof err);
 	ck_assert_ptr_nonnull(w);
 	pump(w, &got, err);
 	cfd = accept(lfd, NULL, NULL);
@@ -387,10 +390,140 @@ START_TEST(loopback_oversized_and_refused)
 	close(cfd);
 	close(lfd);
 
-	/* https is refused up front; so is nonsense. */
-	ck_assert_ptr_null(ws_connect("https://127.0.0.1:1/ws", 16, collect, &got, err, sizeof err));
-	ck_assert_ptr_nonnull(strstr(err, "https"));
-	ck_assert_ptr_null(ws_connect("::::", 16, collect, &got, err, sizeof err));
+	/* Other schemes are refused up front; so is nonsense. */
+	ck_assert_ptr_null(ws_connect("ftp://127.0.0.1:1/ws", NULL, 16, collect, &got, err,
+	    sizeof err));
+	ck_assert_ptr_nonnull(strstr(err, "ftp"));
+	ck_assert_ptr_null(ws_connect("::::", NULL, 16, collect, &got, err, sizeof err));
+}
+END_TEST
+
+/* https and wss are taken; a connect error comes from ws_handle, and the
+ * descriptor to poll is there from the start. */
+START_TEST(loopback_tls_refused_port)
+{
+	struct got got = { .n = 0 };
+	char url[128], err[256] = "";
+	int port, lfd = listener(&port);
+	struct ws *w;
+
+	/* Nothing listens there once the listener is closed. */
+	close(lfd);
+	snprintf(url, sizeof url, "wss://127.0.0.1:%d/ws", port);
+	w = ws_connect(url, NULL, 16, collect, &got, err, sizeof err);
+	ck_assert_msg(w != NULL, "%s", err);
+	ck_assert_int_ge(ws_fd(w), 0);
+	ck_assert_int_eq(ws_status(w), WS_CONNECTING);
+	ck_assert_int_eq(drive(w, &got, 1, err), WS_FAILED);
+	ck_assert_ptr_nonnull(strstr(err, "connect"));
+	ws_free(w);
+	/* A CA file that does not exist fails the connect, never the loop. */
+	snprintf(url, sizeof url, "https://127.0.0.1:%d/ws", port);
+	w = ws_connect(url, "/nonexistent/ca.pem", 16, collect, &got, err, sizeof err);
+	ck_assert_msg(w != NULL, "%s", err);
+	ck_assert_int_eq(drive(w, &got, 1, err), WS_FAILED);
+	ws_free(w);
+}
+END_TEST
+
+/* ---- a resolver that hangs ---- */
+
+/* getaddrinfo for "slow.test" (as 127.0.0.1) waits until the test writes a
+ * byte to gate[1], after saying on entered[1] that it started. Defined in
+ * the executable, it comes before libc's for libcurl's resolver thread. */
+static int gate[2] = { -1, -1 }, entered[2] = { -1, -1 };
+static int (*real_getaddrinfo)(const char *, const char *, const struct addrinfo *,
+    struct addrinfo **);
+
+int
+getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+    struct addrinfo **res)
+{
+	char c;
+
+	if (node != NULL && strcmp(node, "slow.test") == 0 && gate[0] >= 0) {
+		ck_assert_int_eq(write(entered[1], "e", 1), 1);
+		while (read(gate[0], &c, 1) < 0 && errno == EINTR)
+			;
+		node = "127.0.0.1";
+	}
+	return real_getaddrinfo(node, service, hints, res);
+}
+
+/* Drive w until the resolver says it started; false if it never does. */
+static bool
+until_resolving(struct ws *w, char *err)
+{
+	for (int i = 0; i < 500; i++) {
+		struct pollfd p[2] = { { ws_fd(w), ws_events(w), 0 }, { entered[0], POLLIN, 0 } };
+		char c;
+
+		if (poll(p, 2, 10) <= 0)
+			continue;
+		if (p[0].revents)
+			ck_assert_int_ne(ws_handle(w, p[0].revents, err, 256), WS_FAILED);
+		if (p[1].revents)
+			return read(entered[0], &c, 1) == 1;
+	}
+	return false;
+}
+
+/* A name whose DNS hangs stalls nothing: ws_connect returns, the loop goes
+ * on, a stream given up on is freed without waiting for its resolver, and
+ * once the answer comes the stream opens. A blocking resolve would hang
+ * this test (the case's timeout fails it); no timing is measured. */
+START_TEST(slow_resolver_blocks_nothing)
+{
+	struct got got = { .n = 0 };
+	char url[128], err[256] = "", req[2048], key[WS_KEY_LEN], acc[WS_ACCEPT_LEN], out[512];
+	int port, lfd = listener(&port), cfd, n;
+	struct ws *w;
+	void *sym = dlsym(RTLD_NEXT, "getaddrinfo");
+
+	ck_assert_ptr_nonnull(sym);
+	memcpy(&real_getaddrinfo, &sym, sizeof sym);
+	ck_assert_int_eq(pipe(gate), 0);
+	ck_assert_int_eq(pipe(entered), 0);
+	snprintf(url, sizeof url, "http://slow.test:%d/ws?clientId=x", port);
+
+	/* Given up on while the resolver hangs: freed at once. */
+	w = ws_connect(url, NULL, 1024, collect, &got, err, sizeof err);
+	ck_assert_msg(w != NULL, "%s", err);
+	ck_assert_msg(until_resolving(w, err), "the resolve never started: %s", err);
+	ck_assert_int_eq(pump(w, &got, err), WS_CONNECTING);
+	ws_free(w);
+
+	/* Another, and this time the answer comes. */
+	w = ws_connect(url, NULL, 1024, collect, &got, err, sizeof err);
+	ck_assert_msg(w != NULL, "%s", err);
+	ck_assert_msg(until_resolving(w, err), "the resolve never started: %s", err);
+	ck_assert_int_eq(ws_status(w), WS_CONNECTING);
+	/* One byte for each waiting resolve, the abandoned one too. */
+	ck_assert_int_eq(write(gate[1], "gg", 2), 2);
+	for (int i = 0; i < 50 && ws_status(w) == WS_CONNECTING; i++) {
+		struct pollfd p = { lfd, POLLIN, 0 };
+
+		pump(w, &got, err);
+		if (poll(&p, 1, 0) > 0)
+			break;
+	}
+	cfd = accept(lfd, NULL, NULL);
+	ck_assert_int_ge(cfd, 0);
+	pump(w, &got, err);
+	read_request(cfd, req, sizeof req, key);
+	snprintf(out, sizeof out, "Host: slow.test:%d\r\n", port);
+	ck_assert_ptr_nonnull(strstr(req, out));
+	ck_assert_int_eq(ws_accept_for(key, acc), 0);
+	n = snprintf(out, sizeof out, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+	    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n\x81\x02ok", acc);
+	ck_assert_int_eq(write(cfd, out, (size_t)n), n);
+	ck_assert_msg(drive(w, &got, 1, err) == WS_OPEN, "%s", err);
+	ck_assert_str_eq(got.text[0], "ok");
+	ws_free(w);
+	close(cfd);
+	close(lfd);
+	/* The pipes stay open: the abandoned resolver thread may still be
+	 * on its way out of read(). */
 }
 END_TEST
 
@@ -416,6 +549,8 @@ suite(void)
 	tcase_set_timeout(t, 20);
 	tcase_add_test(t, loopback_session);
 	tcase_add_test(t, loopback_oversized_and_refused);
+	tcase_add_test(t, loopback_tls_refused_port);
+	tcase_add_test(t, slow_resolver_blocks_nothing);
 	suite_add_tcase(s, t);
 	return s;
 }
