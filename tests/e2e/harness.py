@@ -155,6 +155,21 @@ class StackTestCase(unittest.TestCase):
             time.sleep(0.05)
         self.fail(f"job {job_id} not terminal after {timeout}s: {job}")
 
+    def run_job(self, ms, text="a lighthouse"):
+        """Submit a job running SIM_MS=ms on the simulator and poll it to its
+        end: (the job, the progress values seen while it ran)."""
+        job = self.submit(self.key, load_workflow(text=f"{text} SIM_MS={ms}"))
+        seen = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            cur = self.api("GET", f"/v1/jobs/{job['id']}", key=self.key).json
+            if cur["status"] == "running":
+                seen.append(cur["progress"])
+            if cur["status"] in TERMINAL:
+                return cur, seen
+            time.sleep(0.05)
+        self.fail(f"job {job['id']} did not end")
+
     def assertProblem(self, r, status, code):
         """The documented error shape: application/problem+json (RFC 9457)."""
         self.assertEqual(r.status, status, r.body)

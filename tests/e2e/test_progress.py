@@ -13,7 +13,7 @@ import time
 import uuid
 
 import harness
-from harness import StackTestCase, load_workflow
+from harness import StackTestCase
 
 
 class ProgressStreamTest(StackTestCase):
@@ -52,20 +52,6 @@ class ProgressStreamTest(StackTestCase):
                 return
             time.sleep(0.05)
         self.fail(f"genqd's stream never {'opened' if up else 'dropped'}")
-
-    def run_job(self, ms, text="a lighthouse"):
-        """Submit a SIM_MS job; poll it to the end. (job, progress values seen while running)."""
-        job = self.submit(self.key, load_workflow(text=f"{text} SIM_MS={ms}"))
-        seen = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            cur = self.api("GET", f"/v1/jobs/{job['id']}", key=self.key).json
-            if cur["status"] == "running":
-                seen.append(cur["progress"])
-            if cur["status"] in harness.TERMINAL:
-                return cur, seen
-            time.sleep(0.05)
-        self.fail(f"job {job['id']} did not end")
 
     def test_1_progress_is_live_and_monotonic(self):
         self.wait_stream(up=True)

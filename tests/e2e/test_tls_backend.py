@@ -13,29 +13,17 @@ import os
 import shutil
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
 
 import harness
 from harness import StackTestCase, load_workflow
+from stack import SRCDIR
 
-
-def make_test_ca(d):
-    """A throwaway CA and a server certificate for 127.0.0.1 / localhost in
-    d: (ca.pem, server.pem, server.key)."""
-    ca, ca_key = os.path.join(d, "ca.pem"), os.path.join(d, "ca.key")
-    crt, key, csr, ext = (os.path.join(d, n) for n in ("server.pem", "server.key", "server.csr", "ext.cnf"))
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    with open(ext, "w") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
-                "extendedKeyUsage=serverAuth\n")
-    for cmd in (["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=genq test CA"],
-                ["req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=localhost"],
-                ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", crt,
-                 "-days", "2", "-extfile", ext]):
-        subprocess.run(["openssl", *cmd], check=True, capture_output=True)
-    return ca, crt, key
+sys.path.insert(0, os.path.join(SRCDIR, "tests", "sim"))
+from testca import make_test_ca  # noqa: E402
 
 
 class TLSBackendTest(StackTestCase):
@@ -92,20 +80,6 @@ class TLSBackendTest(StackTestCase):
 
     def ctl(self, *args):
         self.stack.genqctl(*args)
-
-    def run_job(self, ms, text):
-        """Submit a SIM_MS job and poll it to its end: (job, progress seen while running)."""
-        job = self.submit(self.key, load_workflow(text=f"{text} SIM_MS={ms}"))
-        seen = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            cur = self.api("GET", f"/v1/jobs/{job['id']}", key=self.key).json
-            if cur["status"] == "running":
-                seen.append(cur["progress"])
-            if cur["status"] in harness.TERMINAL:
-                return cur, seen
-            time.sleep(0.05)
-        self.fail(f"job {job['id']} did not end")
 
     def assert_ran_with_live_progress(self, done, seen, sim_stats):
         self.assertEqual(done["status"], "succeeded", done)

@@ -26,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SIM = os.path.join(HERE, "comfyui_sim.py")
 sys.path.insert(0, HERE)
 import comfyui_sim  # noqa: E402  (for make_png only)
+from testca import make_test_ca  # noqa: E402
 
 
 def workflow(text="a red fox", seed=1, steps=4, ckpt="sd15.safetensors", prefix="genq", width=512, height=512):
@@ -473,23 +474,6 @@ class InProcessTest(unittest.TestCase):
             self.assertEqual(counter(), 8)
             os.unlink(os.path.join(base, "genq_00007_.png"))  # a deletion is seen too
             self.assertEqual(counter(), 3)
-
-
-def make_test_ca(d):
-    """A throwaway CA and a server certificate for 127.0.0.1 / localhost in d, with the
-    openssl CLI: (ca.pem, server.pem, server.key)."""
-    ca, ca_key = os.path.join(d, "ca.pem"), os.path.join(d, "ca.key")
-    crt, key, csr, ext = (os.path.join(d, n) for n in ("server.pem", "server.key", "server.csr", "ext.cnf"))
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    with open(ext, "w") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
-                "extendedKeyUsage=serverAuth\n")
-    for cmd in (["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=genq test CA"],
-                ["req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=localhost"],
-                ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", crt,
-                 "-days", "2", "-extfile", ext]):
-        subprocess.run(["openssl", *cmd], check=True, capture_output=True)
-    return ca, crt, key
 
 
 class TLSTest(unittest.TestCase):
