@@ -273,7 +273,13 @@ backend_has_room(const struct genqd *g, const struct backend *b)
 {
 	(void)g;
 	return b->proto != NULL && b->seen && b->leased && b->healthy && !b->draining &&
-	    b->nqueues > 0 && b->inflight < b->max_running + b->prefetch;
+	    b->nqueues > 0 && backend_busy(b) < b->max_running + b->prefetch;
+}
+
+int
+backend_busy(const struct backend *b)
+{
+	return b->inflight - b->vacated;
 }
 
 void

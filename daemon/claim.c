@@ -460,9 +460,9 @@ claim_is_due(const struct genqd *g, const struct backend *b, int64_t now)
 
 	if (!backend_has_room(g, b) || now < b->next_claim_at)
 		return false;
-	free = b->max_running + b->prefetch - b->inflight;
+	free = b->max_running + b->prefetch - backend_busy(b);
 	batch = (b->prefetch + 1) / 2;
-	return b->inflight <= b->max_running || free >= batch;
+	return backend_busy(b) <= b->max_running || free >= batch;
 }
 
 /* Does b take part in a claim that is due for some backend? Every backend
@@ -503,7 +503,7 @@ claim_plan(struct genqd *g, struct claim *c, int64_t now)
 			continue;
 		tk = &c->takers[c->ntakers++];
 		tk->b = b;
-		tk->want = b->max_running + b->prefetch - b->inflight;
+		tk->want = b->max_running + b->prefetch - backend_busy(b);
 		for (size_t i = 0; i < b->nqueues; i++) {
 			struct qheads *qh = queue_find(c, b->queues[i]);
 			if (qh == NULL) {

@@ -236,6 +236,9 @@ fetch_outputs(struct genqd *g, struct run *r, struct comfy_history *h)
 
 	if (h->start_ms > 0 && h->end_ms >= h->start_ms)
 		r->out.run_ms = h->end_ms - h->start_ms;
+	/* /history says it ended: the backend can start the next prompt while
+	 * this one's files come over. */
+	run_vacate(g, r);
 	if (h->files_truncated)
 		run_log(warn, "outputs_truncated", r, " kept=%zu", h->nfiles);
 	if (urls == NULL || names == NULL)

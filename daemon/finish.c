@@ -754,6 +754,7 @@ run_end(struct genqd *g, struct run *r)
 	r->submitting = false;
 	r->state = RUN_ENDED;
 	r->tries = 0;
+	run_vacate(g, r);
 	r->next_at = gq_mono_us() + FINISH_GATHER_US;
 	policy_utf8_fix(r->out.message);
 	/* Committed by finish_flush within FINISH_GATHER_US, together with

@@ -84,6 +84,8 @@ struct backend {
 	bool lease_live_elsewhere;  /* another genqd holds a live lease */
 	bool seen;                  /* still in the table at the last reload */
 	int inflight;               /* live runs on it */
+	int vacated;                /* of those, runs whose prompt the backend is
+	                             * done with (fetching outputs, committing) */
 	int64_t next_claim_at;      /* monotonic µs */
 
 	int fail_count;             /* consecutive failed requests */
@@ -150,6 +152,7 @@ struct run {
 	bool submit_noted;               /* accepted: note it at the next flush */
 	bool progress_noted;             /* progress changed: write it at the next flush */
 	bool no_webhook;                 /* the job has no webhook (as claimed): no outbox lookups */
+	bool vacated;                    /* its backend slot is free again (run_vacate) */
 	struct http_req *req;            /* the request in flight, or NULL */
 	int64_t next_at;                 /* when to poll (or retry a commit) */
 	int64_t verify_at;               /* when to check the backend still has it */
@@ -220,6 +223,9 @@ void backend_probe_done(struct genqd *g, struct backend *b, bool ok, const char 
 void backend_add_orphan(struct backend *b, const char *prompt_id);
 /* Can b take another job now? */
 bool backend_has_room(const struct genqd *g, const struct backend *b);
+/* Prompts of b's live runs that b still holds, queued or running: what
+ * max_running + prefetch bound. */
+int backend_busy(const struct backend *b);
 /* Give every lease back (shutdown). */
 void backend_release_all(struct genqd *g);
 void backend_free_all(struct genqd *g);
@@ -238,6 +244,9 @@ struct run *run_new(struct genqd *g, struct backend *b);
 /* Mark r done: its request is canceled, its slot freed; memory goes at
  * the next run_reap. */
 void run_release(struct genqd *g, struct run *r);
+/* The backend is done with r's prompt (it ended there, or never will run):
+ * its slot goes to the next job while r fetches outputs and commits. */
+void run_vacate(struct genqd *g, struct run *r);
 /* Free released runs. Call only from the loop, never from a callback. */
 void run_reap(struct genqd *g);
 /* The backend accepted r's prompt: note it on the attempt (best effort). */

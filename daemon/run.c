@@ -50,9 +50,21 @@ run_release(struct genqd *g, struct run *r)
 	outputs_abort(g, r);
 	free(r->input);
 	r->input = NULL;
+	run_vacate(g, r);
 	r->state = RUN_DEAD;
 	g->nruns--;
 	r->backend->inflight--;
+	r->backend->vacated--;
+}
+
+void
+run_vacate(struct genqd *g, struct run *r)
+{
+	(void)g;
+	if (r->vacated)
+		return;
+	r->vacated = true;
+	r->backend->vacated++;
 	/* A slot opened: fill it without waiting for the poll interval. */
 	r->backend->next_claim_at = 0;
 }

@@ -48,6 +48,9 @@ struct db_stmt {
  * profiles. */
 #define STMT_BUCKETS 256
 
+/* Seconds, as SQL text (see connect_now). */
+#define DB_IDLE_TXN_TIMEOUT_S "10"
+
 struct db {
 	MYSQL *conn;
 	const struct genq_config *cfg;
@@ -162,6 +165,12 @@ connect_now(struct db *db)
 	mysql_optionsv(db->conn, MYSQL_INIT_COMMAND, "SET time_zone = '+00:00'");
 	mysql_optionsv(db->conn, MYSQL_INIT_COMMAND,
 	    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
+	/* genq's transactions run their statements back to back. One idle
+	 * this long belongs to a process that stopped (a paused VM, SIGSTOP)
+	 * while it held row locks, say on the backends another genqd must
+	 * take over: the server ends that session and its locks go. */
+	mysql_optionsv(db->conn, MYSQL_INIT_COMMAND,
+	    "SET SESSION idle_transaction_timeout = " DB_IDLE_TXN_TIMEOUT_S);
 	if (mysql_real_connect(db->conn,
 	    cfg->db_socket[0] ? NULL : cfg->db_host,
 	    cfg->db_user, cfg->db_password, cfg->db_name,
