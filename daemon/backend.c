@@ -276,12 +276,6 @@ backend_has_room(const struct genqd *g, const struct backend *b)
 	    b->nqueues > 0 && backend_busy(b) < b->max_running + b->prefetch;
 }
 
-int
-backend_busy(const struct backend *b)
-{
-	return b->inflight - b->vacated;
-}
-
 void
 backend_probes(struct genqd *g, int64_t now)
 {

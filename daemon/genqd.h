@@ -225,7 +225,11 @@ void backend_add_orphan(struct backend *b, const char *prompt_id);
 bool backend_has_room(const struct genqd *g, const struct backend *b);
 /* Prompts of b's live runs that b still holds, queued or running: what
  * max_running + prefetch bound. */
-int backend_busy(const struct backend *b);
+static inline int
+backend_busy(const struct backend *b)
+{
+	return b->inflight - b->vacated;
+}
 /* Give every lease back (shutdown). */
 void backend_release_all(struct genqd *g);
 void backend_free_all(struct genqd *g);
