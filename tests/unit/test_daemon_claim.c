@@ -15,7 +15,7 @@ bool
 backend_has_room(const struct genqd *g, const struct backend *b)
 {
 	(void)g;
-	return b->leased && b->inflight < b->max_running + b->prefetch;
+	return b->leased && backend_busy(b) < b->max_running + b->prefetch;
 }
 
 bool
@@ -184,6 +184,28 @@ START_TEST(claim_due_rules)
 }
 END_TEST
 
+/* A run whose prompt the backend is done with (fetching its outputs,
+ * waiting for its commit) no longer holds a slot there. */
+START_TEST(vacated_runs_free_their_slots)
+{
+	struct genqd g;
+	struct backend b;
+
+	memset(&g, 0, sizeof g);
+	/* max_running 1 + prefetch 1, both taken: full. */
+	backend_init(&b, image_q, 1, 1, 1, 2);
+	ck_assert(!claim_is_due(&g, &b, 0));
+	/* The running one ended on the backend: one slot again. */
+	b.vacated = 1;
+	ck_assert_int_eq(backend_busy(&b), 1);
+	ck_assert(claim_is_due(&g, &b, 0));
+	/* Both ended there: the backend is empty, whatever genqd still does. */
+	b.vacated = 2;
+	ck_assert_int_eq(backend_busy(&b), 0);
+	ck_assert(claim_is_due(&g, &b, 0));
+}
+END_TEST
+
 /* SPEC §4: a retry prefers another backend. */
 START_TEST(a_young_retry_goes_to_another_backend)
 {
@@ -271,6 +293,7 @@ main(void)
 	tcase_add_test(tc, two_queues_by_priority_then_age);
 	tcase_add_test(tc, a_backend_serving_none_of_the_queues_gets_nothing);
 	tcase_add_test(tc, claim_due_rules);
+	tcase_add_test(tc, vacated_runs_free_their_slots);
 	tcase_add_test(tc, a_young_retry_goes_to_another_backend);
 	tcase_add_test(tc, a_young_retry_waits_while_only_its_backend_claims);
 	tcase_add_test(tc, an_old_retry_may_run_where_it_failed);
