@@ -125,12 +125,23 @@ def idle_gap(args):
 
 
 def latency(args):
+    import http.client
+    import json
     stack, key, root = start(args, 0, 1)
     try:
+        # Like an API client: one keep-alive connection, the body built
+        # beforehand, the clock started as the request goes out.
+        conn = http.client.HTTPConnection("127.0.0.1", stack.state["port"], timeout=10)
+        headers = {"Authorization": "Bearer " + key, "Content-Type": "application/json"}
         lat = []
         for n in range(args.jobs):
+            body = json.dumps(load_workflow(text=f"latency {n}"))
             t0 = time.time() * 1000
-            job_id = submit(stack, key, f"latency {n}")
+            conn.request("POST", "/v1/jobs", body, headers)
+            reply = conn.getresponse()
+            data = reply.read()
+            assert reply.status == 201, data
+            job_id = json.loads(data)["id"]
             wait_all(stack, key, [job_id], timeout=30)
             prompt = stack.scalar("SELECT a.prompt_id FROM job_attempts a JOIN jobs j "
                                   f"ON j.seq = a.job_seq WHERE j.id = '{job_id}'")
@@ -138,7 +149,9 @@ def latency(args):
             msgs = {m[0]: m[1] for m in entry["status"]["messages"]}
             lat.append(msgs["execution_start"]["timestamp"] - t0)
         lat.sort()
-        print(f"latency: submit to backend start over {args.jobs} jobs: "
+        conn.close()
+        print(f"latency: submit to backend start over {args.jobs} jobs (one keep-alive "
+              f"client, clock from the request's send): "
               f"p50 {statistics.median(lat):.1f} ms, p90 {lat[int(len(lat) * 0.9)]:.1f} ms")
     finally:
         stack.down()
