@@ -391,7 +391,8 @@ main(int argc, char **argv)
 	g.wake_fd = -1;
 	g.cfg = &cfg;
 	g.config_path = config_path(explicit_path);
-	if (config_load(&cfg, g.config_path, err, sizeof err) < 0) {
+	if (config_load(&cfg, g.config_path, err, sizeof err) < 0 ||
+	    config_check_daemon_files(&cfg, g.config_path, err, sizeof err) < 0) {
 		fprintf(stderr, "genqd: %s\n", err);
 		config_free(&cfg);
 		return 1;

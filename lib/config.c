@@ -204,10 +204,9 @@ config_defaults(struct genq_config *cfg)
 	}
 }
 
-/* Files named in the settings must be there at load, not at first use:
- * a typo then stops genqd at start instead of failing every backend. */
-static int
-check_files(const struct genq_config *cfg, const char *path, char *err, size_t errlen)
+int
+config_check_daemon_files(const struct genq_config *cfg, const char *path, char *err,
+    size_t errlen)
 {
 	FILE *f;
 
@@ -248,7 +247,7 @@ config_load(struct genq_config *cfg, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: syntax error on line %d", path, rc);
 		return -1;
 	}
-	return check_files(cfg, path, err, errlen);
+	return 0;
 }
 
 void

@@ -64,6 +64,12 @@ struct backend_key {
 /* Fill cfg with defaults, then read path over them. On error returns -1 with
  * a one-line message in err. cfg owns its strings: release with config_free. */
 int config_load(struct genq_config *cfg, const char *path, char *err, size_t errlen);
+/* The files only genqd reads ([daemon] backend_ca_file) must be readable at
+ * its start, not at first use: a typo then stops genqd instead of failing
+ * every backend. Checked by genqd alone, which may run as another user than
+ * the FastCGI handlers and genqctl. 0, or -1 with err filled. */
+int config_check_daemon_files(const struct genq_config *cfg, const char *path, char *err,
+    size_t errlen);
 
 /* Defaults only (for tests and tools that run without a file). */
 void config_defaults(struct genq_config *cfg);
