@@ -26,10 +26,16 @@
  * jobs_turn (queue, status, priority, turn, seq): a claim reads only the
  * rows it takes, however deep the queue. The ttl test is written out, not
  * as expires_at: on that column the optimizer would take jobs_expiry and
- * read every unexpired queued job to sort them. */
+ * read every unexpired queued job to sort them. The last column is the
+ * queue's current turn at the head's priority, a plain read (the lock is
+ * the outer query's alone): when it is already at the last turn this claim
+ * serves, raising it would change nothing, and the claim skips that
+ * statement. */
 static const char SQL_HEADS[] =
     "SELECT seq, priority, turn, id, attempts, timeout_s, input, retry_avoid_backend, "
-    "TIMESTAMPDIFF(MICROSECOND, not_before, UTC_TIMESTAMP(6)), webhook_url IS NULL FROM jobs "
+    "TIMESTAMPDIFF(MICROSECOND, not_before, UTC_TIMESTAMP(6)), webhook_url IS NULL, "
+    "(SELECT c.turn FROM queue_turns c WHERE c.queue = jobs.queue AND c.priority = jobs.priority) "
+    "FROM jobs "
     "WHERE queue = ? AND status = 'queued' AND not_before <= UTC_TIMESTAMP(6) "
     "AND GREATEST(created_at, not_before) + INTERVAL ttl_s SECOND > UTC_TIMESTAMP(6) "
     "ORDER BY priority, turn, seq LIMIT ? FOR UPDATE SKIP LOCKED";
@@ -83,6 +89,7 @@ struct head {
 	uint64_t avoid;              /* backend of the failed attempt; 0: none */
 	int64_t ready_us;            /* since its backoff ended */
 	bool no_webhook;
+	int64_t clock;               /* the queue's turn at its priority; -1: none */
 };
 
 /* One queue that backends with room serve, and its locked heads in claim
@@ -182,6 +189,7 @@ lock_heads(struct db *db, struct qheads *qh)
 		h->avoid = (uint64_t)db_i64(st, 7);
 		h->ready_us = db_i64(st, 8);
 		h->no_webhook = db_i64(st, 9) != 0;
+		h->clock = db_is_null(st, 10) ? -1 : db_i64(st, 10);
 		qh->n++;
 	}
 	return rc < 0 ? rc : DB_OK;
@@ -386,22 +394,27 @@ claim_txn(struct db *db, void *arg)
 		return rc;
 	for (size_t q = 0; q < c->nqueues; q++) {
 		struct qheads *qh = &c->queues[q];
-		int64_t top[PRIORITIES];
+		int64_t top[PRIORITIES], clock[PRIORITIES];
 		bool any[PRIORITIES] = { false };
 
 		for (size_t i = 0; i < qh->n; i++) {
 			struct head *h = &qh->v[i];
 			int p = h->priority;
 
-			if (h->started && p >= 0 && p < PRIORITIES && (!any[p] || h->turn > top[p])) {
+			if (p < 0 || p >= PRIORITIES || !h->started)
+				continue;
+			if (!any[p] || h->turn > top[p])
 				top[p] = h->turn;
-				any[p] = true;
-			}
+			if (!any[p] || h->clock > clock[p])
+				clock[p] = h->clock;
+			any[p] = true;
 		}
 		/* The queue's current turn moves up to the last one served:
-		 * users who join now start there (lib/fairshare.h). */
+		 * users who join now start there (lib/fairshare.h). It only
+		 * ever rises, so a clock read at or past that turn is final. */
 		for (int p = 0; p < PRIORITIES; p++)
-			if (any[p] && (rc = fairshare_claimed(db, qh->name, p, top[p])) != DB_OK)
+			if (any[p] && clock[p] < top[p] &&
+			    (rc = fairshare_claimed(db, qh->name, p, top[p])) != DB_OK)
 				return rc;
 	}
 	return DB_OK;

@@ -553,6 +553,14 @@ http_perform(struct http *h)
 }
 
 void
+http_send(struct http *h)
+{
+	int running = 0;
+
+	curl_multi_perform(h->multi, &running);
+}
+
+void
 http_wait(struct http *h, int extra_fd, int timeout_ms, bool *extra_ready)
 {
 	struct curl_waitfd wfd;

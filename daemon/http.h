@@ -115,6 +115,11 @@ void http_cancel(struct http *h, struct http_req *req);
 /* Move transfers along and run the callbacks of the ones that ended. */
 void http_perform(struct http *h);
 
+/* Move transfers along (send what was just queued) without running any
+ * callback: safe in the middle of work a callback could disturb. The
+ * transfers that ended are reported by the next http_perform. */
+void http_send(struct http *h);
+
 /* Wait for network activity, for extra_fd (-1 for none) to become readable
  * (*extra_ready set), or for timeout_ms. */
 void http_wait(struct http *h, int extra_fd, int timeout_ms, bool *extra_ready);

@@ -238,8 +238,12 @@ run_timers(struct genqd *g, struct timers *t, int64_t now)
 	finish_flush(g, now);
 	if (gqd_db_ready(g) && !g->stopping)
 		deps_tick(g, now);
-	if (gqd_db_ready(g) && !g->stopping)
+	if (gqd_db_ready(g) && !g->stopping) {
 		claim_due(g, now);
+		/* The prompts just claimed go out now, not after the rest of
+		 * this turn's database work: an idle backend starts sooner. */
+		http_send(g->http);
+	}
 	if (gqd_db_ready(g) && !g->stopping)
 		webhook_tick(g, now);
 	/* After the claim: a wake-up (a new job, often) reloads the backends

@@ -114,6 +114,28 @@ class OrderTest(StackTestCase):
         # c's job shares d's first turn (d came first), then d's others.
         self.assertEqual(order, [d_ids[0], c_id] + d_ids[1:])
 
+    def test_late_user_takes_turns_with_a_running_backlog(self):
+        """B joins while A's backlog runs: B's jobs start at the queue's
+        current turn and alternate with A's, not all ahead of them (each
+        claim raises the queue's turn to the last one it served)."""
+        a, b = self.user("late_a"), self.user("late_b")
+        a_ids = [self.job(a, ms=60) for _ in range(16)]
+        deadline = time.monotonic() + 30
+        while len(self.start_order(a_ids)) < 8:
+            self.assertLess(time.monotonic(), deadline, "A's backlog did not start")
+            time.sleep(0.02)
+        b_ids = [self.job(b, ms=60) for _ in range(4)]
+        self.wait_all([(b, i) for i in b_ids] + [(a, i) for i in a_ids])
+        order = self.start_order(a_ids + b_ids)
+        owner = {i: "a" for i in a_ids} | {i: "b" for i in b_ids}
+        seq = "".join(owner[i] for i in order)
+        between = seq[seq.index("b"):seq.rindex("b") + 1].count("a")
+        # Strictly "bababab"; a claim committing while B's first submit
+        # reads the turn can start B one turn behind ("bbabab"). Ahead of
+        # the whole backlog would be "bbbb".
+        self.assertGreaterEqual(between, 2, seq)
+        self.assertEqual([i for i in order if owner[i] == "b"], b_ids)
+
     def test_higher_tier_overtakes_earlier_lower_tier_jobs(self):
         low, vip = self.user("tier_low"), self.user("tier_vip", tier="vip")
         self.drain()
