@@ -25,6 +25,7 @@
 
 #include "log.h"
 #include "secure.h"
+#include "store.h"
 
 #define GQD_ID_MAX 100            /* identity: lease owner, claimed_by */
 #define GQD_MSG_MAX 1024          /* error messages recorded on a job */
@@ -102,7 +103,7 @@ enum outcome_kind { OUTCOME_SUCCEEDED, OUTCOME_FAILED, OUTCOME_CANCELED };
 
 /* One output file in the store. */
 struct stored_output {
-	char path[GQ_UUID_LEN + 24];     /* "<job id>/<index>.<ext>" */
+	char path[STORE_PATH_MAX];       /* relative to the store (store.h) */
 	char content_type[128];
 	int64_t bytes;
 	char sha256[GQ_SHA256_HEX_LEN];

@@ -22,6 +22,7 @@ GENQD_SOURCES = \
 	daemon/recover.c \
 	daemon/retention.c \
 	daemon/run.c \
+	daemon/store.c daemon/store.h \
 	daemon/sweep.c \
 	daemon/webhook.c \
 	daemon/whpolicy.c daemon/whpolicy.h \
@@ -55,6 +56,13 @@ tests_unit_test_daemon_comfy_LDADD = $(GENQ_LIB_LIBS) $(CHECK_LIBS)
 tests_unit_test_daemon_policy_SOURCES = tests/unit/test_daemon_policy.c
 tests_unit_test_daemon_policy_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/daemon $(GENQ_LIB_CFLAGS) $(CHECK_CFLAGS)
 tests_unit_test_daemon_policy_LDADD = $(GENQ_LIB_LIBS) $(CHECK_LIBS)
+
+# The output store's layout (daemon/store.c), in a scratch folder.
+check_PROGRAMS += tests/unit/test_daemon_store
+TESTS += tests/unit/test_daemon_store
+tests_unit_test_daemon_store_SOURCES = tests/unit/test_daemon_store.c
+tests_unit_test_daemon_store_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/daemon $(GENQ_LIB_CFLAGS) $(CHECK_CFLAGS)
+tests_unit_test_daemon_store_LDADD = $(GENQ_LIB_LIBS) $(CHECK_LIBS)
 
 # The OpenAI-compatible protocol's parsers (daemon/openai.c).
 check_PROGRAMS += tests/unit/test_daemon_openai

@@ -16,6 +16,7 @@
 #include "gqtime.h"
 #include "http.h"
 #include "media.h"
+#include "store.h"
 
 #define FETCH_TRIES 3                    /* per file, before the attempt fails */
 #define FETCH_RETRY_US 1000000LL
@@ -25,7 +26,7 @@ struct fetch_item {
 	char ext[MEDIA_EXT_MAX + 1];
 };
 
-/* One attempt's outputs on their way into <output_dir>/<job id>/. */
+/* One attempt's outputs on their way into the store (store.h). */
 struct fetch {
 	struct fetch_item *items;
 	size_t n, next;                      /* next: the file being fetched */
@@ -66,14 +67,6 @@ outputs_abort(struct genqd *g, struct run *r)
 }
 
 static int
-job_dir(const struct genqd *g, const struct run *r, char *out, size_t len)
-{
-	int n = snprintf(out, len, "%s/%s", g->cfg->output_dir, r->job_id);
-
-	return n < 0 || (size_t)n >= len ? -1 : 0;
-}
-
-static int
 sink(const void *data, size_t len, void *arg)
 {
 	struct run *r = arg;
@@ -102,25 +95,14 @@ static void
 start_item(struct genqd *g, struct run *r)
 {
 	struct fetch *f = r->fetch;
-	char dir[PATH_MAX];
 
-	if (job_dir(g, r, dir, sizeof dir) < 0) {
-		run_fail(g, r, "output_error", false, "output path too long");
-		return;
-	}
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-		run_fail(g, r, "output_error", true, "cannot create the output folder: %s",
-		    strerror(errno));
-		return;
-	}
-	if (snprintf(f->tmp_path, sizeof f->tmp_path, "%s/.%zu.XXXXXX", dir, f->next) >=
-	    (int)sizeof f->tmp_path || (f->fd = mkstemp(f->tmp_path)) < 0) {
+	f->fd = store_open_temp(g->cfg->output_dir, r->job_id, f->next, f->tmp_path,
+	    sizeof f->tmp_path);
+	if (f->fd < 0) {
 		run_fail(g, r, "output_error", true, "cannot create a file in the store: %s",
 		    strerror(errno));
 		return;
 	}
-	/* Served by nginx, which may run as another user. */
-	fchmod(f->fd, 0644);
 	f->bytes = 0;
 	f->md = EVP_MD_CTX_new();
 	if (f->md == NULL || EVP_DigestInit_ex(f->md, EVP_sha256(), NULL) != 1) {
@@ -144,7 +126,7 @@ seal_item(struct genqd *g, struct run *r, const char *reply_type)
 	struct stored_output *o = &r->out.outputs[f->next];
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	unsigned int dlen = 0;
-	char final[PATH_MAX], dir[PATH_MAX];
+	char final[PATH_MAX];
 	static const char hex[] = "0123456789abcdef";
 
 	if (EVP_DigestFinal_ex(f->md, digest, &dlen) != 1 || dlen != 32)
@@ -156,8 +138,7 @@ seal_item(struct genqd *g, struct run *r, const char *reply_type)
 	o->sha256[64] = '\0';
 	o->bytes = f->bytes;
 	media_content_type(reply_type, f->items[f->next].ext, o->content_type);
-	snprintf(o->path, sizeof o->path, "%s/%zu.%s", r->job_id, f->next, f->items[f->next].ext);
-	if (job_dir(g, r, dir, sizeof dir) < 0 ||
+	if (store_path(r->job_id, f->next, f->items[f->next].ext, o->path, sizeof o->path) < 0 ||
 	    snprintf(final, sizeof final, "%s/%s", g->cfg->output_dir, o->path) >= (int)sizeof final)
 		return -1;
 	/* On disk before the job says succeeded: finish_flush syncs the file
@@ -169,18 +150,6 @@ seal_item(struct genqd *g, struct run *r, const char *reply_type)
 	EVP_MD_CTX_free(f->md);
 	f->md = NULL;
 	return 0;
-}
-
-static void
-sync_dir(const struct genqd *g, const struct run *r)
-{
-	char dir[PATH_MAX];
-	int fd;
-
-	if (job_dir(g, r, dir, sizeof dir) < 0 || (fd = open(dir, O_RDONLY | O_DIRECTORY)) < 0)
-		return;
-	fsync(fd);
-	close(fd);
 }
 
 static void
@@ -295,7 +264,7 @@ int
 outputs_store_bytes(struct genqd *g, struct run *r, size_t index, const void *data,
     size_t len, const char *ext, struct stored_output *o)
 {
-	char dir[PATH_MAX], tmp[PATH_MAX], final[PATH_MAX];
+	char tmp[PATH_MAX], final[PATH_MAX];
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	unsigned int dlen = 0;
 	static const char hex[] = "0123456789abcdef";
@@ -303,19 +272,12 @@ outputs_store_bytes(struct genqd *g, struct run *r, size_t index, const void *da
 	size_t left = len;
 	int fd = -1, saved;
 
-	if (!gq_is_uuid(r->job_id) || job_dir(g, r, dir, sizeof dir) < 0) {
+	if (store_path(r->job_id, index, ext, o->path, sizeof o->path) < 0) {
 		errno = EINVAL;
 		return -1;
 	}
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+	if ((fd = store_open_temp(g->cfg->output_dir, r->job_id, index, tmp, sizeof tmp)) < 0)
 		return -1;
-	if (snprintf(tmp, sizeof tmp, "%s/.%zu.XXXXXX", dir, index) >= (int)sizeof tmp) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	if ((fd = mkstemp(tmp)) < 0)
-		return -1;
-	fchmod(fd, 0644);                    /* served by nginx, maybe another user */
 	while (left > 0) {
 		ssize_t n = write(fd, p, left);
 		if (n < 0 && errno == EINTR)
@@ -336,7 +298,6 @@ outputs_store_bytes(struct genqd *g, struct run *r, size_t index, const void *da
 	o->sha256[64] = '\0';
 	o->bytes = (int64_t)len;
 	media_content_type(NULL, ext, o->content_type);
-	snprintf(o->path, sizeof o->path, "%s/%zu.%s", r->job_id, index, ext);
 	if (snprintf(final, sizeof final, "%s/%s", g->cfg->output_dir, o->path) >= (int)sizeof final) {
 		errno = ENAMETOOLONG;
 		goto fail;
@@ -345,7 +306,7 @@ outputs_store_bytes(struct genqd *g, struct run *r, size_t index, const void *da
 	if (fsync(fd) < 0 || rename(tmp, final) < 0)
 		goto fail;
 	close(fd);
-	sync_dir(g, r);
+	store_sync_folder(g->cfg->output_dir, o->path);
 	return 0;
 fail:
 	saved = errno;

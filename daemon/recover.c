@@ -1,6 +1,5 @@
 #include "autoconf.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 #include "db.h"
 #include "genqd.h"
 #include "gqtime.h"
+#include "store.h"
 
 /* Running attempts on a backend whose lease this genqd holds, as the
  * database says (not only as this process believes). The backend lease is
@@ -67,37 +67,14 @@ take_over(struct genqd *g, const struct orphan *o)
 }
 
 /* Is name an output being written (outputs.c: ".<index>.XXXXXX")? */
-static bool
-is_temp_output(const char *name)
-{
-	const char *p = name;
-
-	if (*p++ != '.' || *p < '0' || *p > '9')
-		return false;
-	while (*p >= '0' && *p <= '9')
-		p++;
-	return *p == '.' && strlen(p + 1) == 6;
-}
-
 /* A genqd killed while storing the job's outputs left its temporary files
  * behind; nobody else writes there now that this genqd owns the job, and the
  * outputs are fetched again. */
 static void
 remove_stale_temps(struct genqd *g, const struct orphan *o)
 {
-	char path[PATH_MAX];
-	struct dirent *e;
-	DIR *d;
-	int n = 0;
+	int n = store_remove_temps(g->cfg->output_dir, o->id);
 
-	if (!gq_is_uuid(o->id) ||
-	    snprintf(path, sizeof path, "%s/%s", g->cfg->output_dir, o->id) >= (int)sizeof path ||
-	    (d = opendir(path)) == NULL)
-		return;
-	while ((e = readdir(d)) != NULL)
-		if (is_temp_output(e->d_name) && unlinkat(dirfd(d), e->d_name, 0) == 0)
-			n++;
-	closedir(d);
 	if (n > 0)
 		log_info("stale_outputs_removed", "job=%s files=%d", o->id, n);
 }

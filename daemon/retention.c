@@ -22,6 +22,7 @@
 #include "config.h"
 #include "db.h"
 #include "genqd.h"
+#include "store.h"
 
 static const char SQL_EXPIRED_OUTPUTS[] =
     "SELECT o.job_seq, o.idx, o.kind, o.path, j.id FROM job_outputs o "
@@ -44,7 +45,7 @@ struct old_output {
 	char job_id[GQ_UUID_LEN];
 };
 
-/* Paths are genqd's own ("<job id>/<n>.<ext>"); never follow anything else. */
+/* Paths are genqd's own (store.h); never follow anything else. */
 static bool
 safe_path(const char *p)
 {
@@ -76,8 +77,9 @@ remove_file(const struct genqd *g, const struct old_output *o)
 		return -1;
 	}
 	snprintf(dir, sizeof dir, "%s", full);
-	/* Best effort: fails (ENOTEMPTY) while other outputs of the job remain. */
-	if (strchr(o->path, '/') != NULL)
+	/* An old layout's job folder (store.h), best effort: fails
+	 * (ENOTEMPTY) while other outputs of the job remain. */
+	if (store_folder_is_the_jobs(o->path))
 		(void)rmdir(dirname(dir));
 	return 0;
 }

@@ -126,9 +126,10 @@ def check_all(tc, key, job_ids, allow_failed_codes=(), once=True, allow_failed_i
         tc.assertEqual(held, charged + refunded, where)
         tc.assertEqual(sum(a for k, a in ledger[seq] if k == "charge"), -charged, where)
         # No half-written output left behind by a killed genqd.
-        jdir = stack.path("outputs", jid)
-        temps = [n for n in os.listdir(jdir) if n.startswith(".")] if os.path.isdir(jdir) else []
-        tc.assertEqual(temps, [], f"{where}: temporary files in {jdir}")
+        shard = stack.path("outputs", jid[:2])       # daemon/store.h
+        temps = [n for n in os.listdir(shard)
+                 if n.startswith(f".{jid}.")] if os.path.isdir(shard) else []
+        tc.assertEqual(temps, [], f"{where}: temporary files in {shard}")
         if job["status"] == "succeeded":
             tc.assertEqual(rows[-1][2], "succeeded", where)
             if comfy:

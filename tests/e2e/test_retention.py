@@ -38,35 +38,57 @@ class RetentionTest(StackTestCase):
             f"WHERE j.id = '{job_id}' AND o.idx = {n}")
         return os.path.join(self.stack.path("outputs"), rel)
 
+    def move_to_old_layout(self, job_id):
+        """Put a job's output where stores before the shard layout had it,
+        <job id>/0.<ext> (daemon/store.h), and point its row there."""
+        src = self.output_file(job_id)
+        rel = f"{job_id}/0{os.path.splitext(src)[1]}"
+        dst = os.path.join(self.stack.path("outputs"), rel)
+        os.mkdir(os.path.dirname(dst))
+        os.rename(src, dst)
+        self.stack.sql(f"UPDATE job_outputs o JOIN jobs j ON j.seq = o.job_seq SET o.path = "
+                       f"'{rel}' WHERE j.id = '{job_id}'", database="genq")
+        return dst
+
     def test_old_outputs_are_deleted_and_the_api_says_so(self):
         old = self.submit(self.key, load_workflow(text="an old picture"))
+        older = self.submit(self.key, load_workflow(text="an older picture"))
         young = self.submit(self.key, load_workflow(text="a new picture"))
-        for job in (old, young):
+        for job in (old, older, young):
             self.assertEqual(self.wait_terminal(self.key, job["id"])["status"], "succeeded")
         old_file, young_file = self.output_file(old["id"]), self.output_file(young["id"])
         self.assertTrue(os.path.isfile(old_file))
         self.assertTrue(os.path.isfile(young_file))
+        # Sharded by the id's first two hex digits, not a folder per job.
+        self.assertEqual(os.path.relpath(old_file, self.stack.path("outputs")),
+                         f"{old['id'][:2]}/{old['id']}.0.png")
+        older_file = self.move_to_old_layout(older["id"])
 
-        # The old job ended two days ago, as far as its output row knows.
-        self.stack.sql(
-            "UPDATE job_outputs o JOIN jobs j ON j.seq = o.job_seq "
-            "SET o.created_at = o.created_at - INTERVAL 2 DAY, "
-            "j.finished_at = j.finished_at - INTERVAL 2 DAY "
-            f"WHERE j.id = '{old['id']}'", database="genq")
+        # The old jobs ended two days ago, as far as their output rows know.
+        for job in (old, older):
+            self.stack.sql(
+                "UPDATE job_outputs o JOIN jobs j ON j.seq = o.job_seq "
+                "SET o.created_at = o.created_at - INTERVAL 2 DAY, "
+                "j.finished_at = j.finished_at - INTERVAL 2 DAY "
+                f"WHERE j.id = '{job['id']}'", database="genq")
         self.restart_genqd_with_storage("retention_days = 1")
 
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.stack.scalar(
-                    "SELECT o.deleted_at IS NOT NULL FROM job_outputs o JOIN jobs j "
-                    f"ON j.seq = o.job_seq WHERE j.id = '{old['id']}'") == "1":
+                    "SELECT COUNT(*) FROM job_outputs o JOIN jobs j ON j.seq = o.job_seq "
+                    f"WHERE j.id IN ('{old['id']}', '{older['id']}') "
+                    "AND o.deleted_at IS NOT NULL") == "2":
                 break
             time.sleep(0.1)
         else:
-            self.fail("retention never marked the old output deleted")
+            self.fail("retention never marked the old outputs deleted")
 
         self.assertFalse(os.path.exists(old_file))
-        self.assertFalse(os.path.exists(os.path.dirname(old_file)))   # its empty folder too
+        self.assertFalse(os.path.exists(older_file))
+        # An old layout's job folder goes with its last file; shards stay.
+        self.assertFalse(os.path.exists(os.path.dirname(older_file)))
+        self.assertTrue(os.path.isdir(os.path.dirname(old_file)))
         job = self.api("GET", f"/v1/jobs/{old['id']}", key=self.key).json
         self.assertEqual(job["status"], "succeeded")     # terminal states never change
         entry = job["outputs"][0]
