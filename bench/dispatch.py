@@ -7,9 +7,13 @@
   bench/dispatch.py latency   [--jobs 50]
       One job at a time to an idle backend: submit (HTTP 201) to the
       backend's execution_start.
-  bench/dispatch.py drain     [--jobs 2000] [--backends 4] [--prefetch 1]
+  bench/dispatch.py drain     [--jobs 2000] [--backends 4] [--prefetch 1] [--openai]
       Instant jobs: jobs per second from the first claim to the last
-      completion, through one genqd.
+      completion, through one genqd, and the CPU each process spent per
+      job. --openai drains chat completions through OpenAI-compatible
+      backends instead (tests/sim/openai_sim.py, answering at once): one
+      request per job and no file to store, so genqd's and MariaDB's CPU
+      per job there is genq's own cost with the cheapest protocol.
   bench/dispatch.py scale     [--jobs 600] [--rows 1048576] [--depth 100000]
       SPEC §8 "Scale": drains `jobs` instant jobs with a small table, then
       again after filling the jobs table with `rows` finished rows and a
@@ -46,9 +50,13 @@ from stack import Stack  # noqa: E402
 
 def start(args, run_ms, backends):
     root = tempfile.mkdtemp(prefix="genq-bench-")
-    stack = Stack(root, backends=backends, sim_run_ms=run_ms, sim_impl=args.sim,
+    openai = getattr(args, "openai", False)
+    stack = Stack(root, backends=0 if openai else backends, sim_run_ms=run_ms,
+                  sim_impl=args.sim, openai_backends=backends if openai else 0,
                   daemon_settings={"history_poll_ms": 20, "poll_interval_ms": 200})
-    print(f"(simulated ComfyUI: {SIM_NAMES[args.sim]})", flush=True)
+    print("(simulated backends: " + ("tests/sim/openai_sim.py (Python), OpenAI-compatible"
+                                     if openai else f"ComfyUI, {SIM_NAMES[args.sim]}") + ")",
+          flush=True)
     stack.up()
     if args.prefetch != 1:
         stack.sql(f"UPDATE genq.backends SET prefetch = {int(args.prefetch)}")
@@ -63,8 +71,12 @@ def start(args, run_ms, backends):
 SIM_NAMES = {"c": "tests/sim/comfysim (C)", "python": "tests/sim/comfyui_sim.py (Python)"}
 
 
-def submit(stack, key, text):
-    r = request(stack.url + "/v1/jobs", "POST", load_workflow(text=text), key=key)
+def submit(stack, key, text, openai=False):
+    body = load_workflow(text=text)
+    if openai:       # one short chat completion, answered at once
+        body = {"queue": "llm", "input": {"model": "sim-llm", "max_tokens": 1, "messages": [
+            {"role": "user", "content": f"{text} SIM_TOKEN_MS=0"}]}}
+    r = request(stack.url + "/v1/jobs", "POST", body, key=key)
     assert r.status == 201, r.body
     return r.json["id"]
 
@@ -133,7 +145,7 @@ def latency(args):
         # beforehand, the clock started as the request goes out.
         conn = http.client.HTTPConnection("127.0.0.1", stack.state["port"], timeout=10)
         headers = {"Authorization": "Bearer " + key, "Content-Type": "application/json"}
-        lat = []
+        lat, parts = [], []
         for n in range(args.jobs):
             body = json.dumps(load_workflow(text=f"latency {n}"))
             t0 = time.time() * 1000
@@ -143,16 +155,27 @@ def latency(args):
             assert reply.status == 201, data
             job_id = json.loads(data)["id"]
             wait_all(stack, key, [job_id], timeout=30)
-            prompt = stack.scalar("SELECT a.prompt_id FROM job_attempts a JOIN jobs j "
-                                  f"ON j.seq = a.job_seq WHERE j.id = '{job_id}'")
+            # Where the time went, by the database's own clock: the job
+            # row's insert (in the handler's transaction) and the attempt
+            # row's (in genqd's claim), both UTC_TIMESTAMP(6).
+            prompt, inserted, claimed = stack.query(
+                "SELECT a.prompt_id, UNIX_TIMESTAMP(j.created_at) * 1000, "
+                "UNIX_TIMESTAMP(a.started_at) * 1000 FROM job_attempts a JOIN jobs j "
+                f"ON j.seq = a.job_seq WHERE j.id = '{job_id}'")[0]
             entry = request(stack.sim_url(0) + f"/history/{prompt}").json[prompt]
             msgs = {m[0]: m[1] for m in entry["status"]["messages"]}
-            lat.append(msgs["execution_start"]["timestamp"] - t0)
+            began = msgs["execution_start"]["timestamp"]
+            lat.append(began - t0)
+            parts.append((float(inserted) - t0, float(claimed) - float(inserted),
+                          began - float(claimed)))
         lat.sort()
         conn.close()
         print(f"latency: submit to backend start over {args.jobs} jobs (one keep-alive "
               f"client, clock from the request's send): "
               f"p50 {statistics.median(lat):.1f} ms, p90 {lat[int(len(lat) * 0.9)]:.1f} ms")
+        print("  p50 of its parts: send to the job row's insert {:.1f} ms, insert to the "
+              "claim's attempt row {:.1f} ms, attempt row to the backend's start {:.1f} ms"
+              .format(*(statistics.median(p[i] for p in parts) for i in range(3))))
     finally:
         stack.down()
         shutil.rmtree(root, ignore_errors=True)
@@ -184,10 +207,11 @@ def drain(args):
     stack, key, root = start(args, 0, args.backends)
     try:
         stack.stop("genqd")       # fill the queue first, then time the drain alone
-        ids = [submit(stack, key, f"drain {n}") for n in range(args.jobs)]
+        ids = [submit(stack, key, f"drain {n}", args.openai) for n in range(args.jobs)]
+        sim = "oai" if args.openai else "sim"
         groups = {"mariadb": stack._read_pids("mariadb"),
                   "simulators": [p for i in range(args.backends)
-                                 for p in stack._read_pids(f"sim{i + 1}")]}
+                                 for p in stack._read_pids(f"{sim}{i + 1}")]}
         db0 = db_counters(stack)
         t0 = time.monotonic()
         stack.start_genqd()
@@ -200,7 +224,8 @@ def drain(args):
             "SELECT MIN(started_at), MAX(finished_at) FROM jobs")[0]
         span = float(stack.scalar(
             f"SELECT TIMESTAMPDIFF(MICROSECOND, '{first}', '{last}')")) / 1e6
-        print(f"drain: {args.jobs} instant jobs on {args.backends} backends through one genqd: "
+        print(f"drain: {args.jobs} instant jobs on {args.backends} "
+              f"{'OpenAI-compatible' if args.openai else 'ComfyUI'} backends through one genqd: "
               f"{args.jobs / span:.0f} jobs/s (first start to last finish {span:.2f} s; "
               f"wall {time.monotonic() - t0:.2f} s)")
         tick = os.sysconf("SC_CLK_TCK")
@@ -379,6 +404,8 @@ def main():
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--sim", choices=["c", "python"], default="c",
                     help="simulated ComfyUI: c (tests/sim/comfysim) or python (comfyui_sim.py)")
+    ap.add_argument("--openai", action="store_true",
+                    help="drain: OpenAI-compatible backends and chat completions")
     ap.add_argument("--rows", type=int, default=1 << 20, help="scale: finished rows")
     ap.add_argument("--depth", type=int, default=100000, help="scale: queued rows")
     args = ap.parse_args()
