@@ -119,12 +119,14 @@ class OrderTest(StackTestCase):
         current turn and alternate with A's, not all ahead of them (each
         claim raises the queue's turn to the last one it served)."""
         a, b = self.user("late_a"), self.user("late_b")
-        a_ids = [self.job(a, ms=60) for _ in range(16)]
+        # Jobs long enough that B's four submits land between two claims:
+        # a user with no job left queued joins at the current turn again.
+        a_ids = [self.job(a, ms=250) for _ in range(14)]
         deadline = time.monotonic() + 30
-        while len(self.start_order(a_ids)) < 8:
+        while len(self.start_order(a_ids)) < 6:
             self.assertLess(time.monotonic(), deadline, "A's backlog did not start")
             time.sleep(0.02)
-        b_ids = [self.job(b, ms=60) for _ in range(4)]
+        b_ids = [self.job(b, ms=250) for _ in range(4)]
         self.wait_all([(b, i) for i in b_ids] + [(a, i) for i in a_ids])
         order = self.start_order(a_ids + b_ids)
         owner = {i: "a" for i in a_ids} | {i: "b" for i in b_ids}
