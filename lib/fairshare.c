@@ -11,17 +11,19 @@ static const char SQL_CLOCK[] =
     "SELECT turn FROM queue_turns WHERE queue = ? AND priority = ?";
 /* A new job's turn, in one read: the queue's clock and the user's next
  * turn. A user whose turns ran ahead of the clock but who has no job left
- * waiting at or after it (canceled or expired ones) is not behind a
- * backlog and starts from the clock again; one with jobs still waiting
- * queues behind their own backlog; one who was idle joins the current turn
- * and does not get credit for the time away. The "still waiting" probe runs
- * along jobs_user (user_id, status, seq): with a backlog the first row
- * answers. Plain reads, as the clock's above; the user's row lock (held by
+ * at or after it, waiting or started (canceled or expired ones), is not
+ * behind a backlog and starts from the clock again; one with jobs still
+ * waiting queues behind their own backlog; one who was idle joins the
+ * current turn and does not get credit for the time away. A job already
+ * started at the current turn counts: it took the user's turn, so a user
+ * who submits the next job as each one starts, never having two queued,
+ * still waits for the others' turns. The probe runs along jobs_user
+ * (user_id, status, seq): with a backlog the first row answers. Plain reads, as the clock's above; the user's row lock (held by
  * the caller) keeps the user's own side exact. One statement, one snapshot,
  * so the clock the probe compares with is the clock returned. */
 static const char SQL_NEXT_TURN[] =
     "SELECT CASE WHEN t.next > t.clock AND EXISTS (SELECT 1 FROM jobs "
-    "  WHERE user_id = ? AND status = 'queued' AND queue = ? AND priority = ? "
+    "  WHERE user_id = ? AND status IN ('queued', 'running') AND queue = ? AND priority = ? "
     "  AND turn >= t.clock LIMIT 1) THEN t.next ELSE t.clock END "
     "FROM (SELECT COALESCE((SELECT turn FROM queue_turns WHERE queue = ? AND priority = ?), 0) "
     "  AS clock, COALESCE((SELECT next_turn FROM user_turns "

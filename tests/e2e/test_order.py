@@ -138,6 +138,30 @@ class OrderTest(StackTestCase):
         self.assertGreaterEqual(between, 2, seq)
         self.assertEqual([i for i in order if owner[i] == "b"], b_ids)
 
+    def test_a_user_who_submits_as_each_job_starts_still_takes_turns(self):
+        """B keeps exactly one job queued, submitting the next as soon as
+        the last one starts, while A has a backlog: B's jobs alternate with
+        A's. A job B already has running counts as B's turn taken, so B
+        cannot take every turn by never having two queued."""
+        a, b = self.user("pipe_a"), self.user("pipe_b")
+        a_ids = [self.job(a, ms=250) for _ in range(12)]
+        deadline = time.monotonic() + 30
+        while len(self.start_order(a_ids)) < 3:
+            self.assertLess(time.monotonic(), deadline, "A's backlog did not start")
+            time.sleep(0.02)
+        b_ids = []
+        for _ in range(4):
+            b_ids.append(self.job(b, ms=250))
+            while not self.start_order(b_ids[-1:]):
+                self.assertLess(time.monotonic(), deadline + 30, "B's job did not start")
+                time.sleep(0.01)
+        self.wait_all([(b, i) for i in b_ids] + [(a, i) for i in a_ids])
+        order = self.start_order(a_ids + b_ids)
+        owner = {i: "a" for i in a_ids} | {i: "b" for i in b_ids}
+        seq = "".join(owner[i] for i in order)
+        between = seq[seq.index("b"):seq.rindex("b") + 1].count("a")
+        self.assertGreaterEqual(between, 3, seq)        # "bababab"
+
     def test_higher_tier_overtakes_earlier_lower_tier_jobs(self):
         low, vip = self.user("tier_low"), self.user("tier_vip", tier="vip")
         self.drain()
