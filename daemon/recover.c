@@ -66,7 +66,6 @@ take_over(struct genqd *g, const struct orphan *o)
 	return db_affected_rows(st) == 1;
 }
 
-/* Is name an output being written (outputs.c: ".<index>.XXXXXX")? */
 /* A genqd killed while storing the job's outputs left its temporary files
  * behind; nobody else writes there now that this genqd owns the job, and the
  * outputs are fetched again. */
