@@ -19,15 +19,19 @@
 
 /* The batch's job rows, locked in one statement. The checks after it
  * (still running, this prompt, claimed by us) make the whole transaction a
- * no-op for a job when it runs again after a commit whose answer was lost. */
+ * no-op for a job when it runs again after a commit whose answer was lost.
+ * The last column is the current attempt's age in the database, what a
+ * price per second charges when the backend keeps no run time of its own
+ * (OpenAI-compatible ones): read here for the whole batch, not once per
+ * job. */
 static struct sql_rows sql_lock_jobs = SQL_ROWS_INIT(
     "SELECT seq, user_id, status, prompt_id, claimed_by, attempts, max_attempts, cost_held, "
-    "cancel_requested, webhook_url IS NULL FROM jobs WHERE seq IN (", "?", ") FOR UPDATE");
+    "cancel_requested, webhook_url IS NULL, "
+    "(SELECT TIMESTAMPDIFF(MICROSECOND, a.started_at, UTC_TIMESTAMP(6)) DIV 1000 "
+    "FROM job_attempts a WHERE a.job_seq = jobs.seq AND a.attempt = jobs.attempts) "
+    "FROM jobs WHERE seq IN (", "?", ") FOR UPDATE");
 static const char SQL_QUEUE_PRICE[] =
     "SELECT price_per_job, price_per_second FROM queues WHERE name = ?";
-static const char SQL_ATTEMPT_AGE_MS[] =
-    "SELECT TIMESTAMPDIFF(MICROSECOND, started_at, UTC_TIMESTAMP(6)) DIV 1000 "
-    "FROM job_attempts WHERE job_seq = ? AND attempt = ?";
 static const char SQL_END[] =
     "UPDATE jobs SET status = ?, finished_at = UTC_TIMESTAMP(6), claimed_by = NULL, "
     "lease_until = NULL, cost_charged = 0, cost_refunded = cost_held, error_code = ?, "
@@ -84,6 +88,7 @@ struct finish {
 	int attempts, max_attempts;
 	bool cancel;
 	bool no_webhook;
+	int64_t age_ms;            /* the attempt's age in the database; 0 if none */
 	bool settle;               /* a success, written by settle_successes */
 };
 
@@ -178,13 +183,12 @@ price_of(struct db *db, struct batch *bt, const char *queue, const struct price 
 }
 
 /* Run time to charge: the backend's own record when it has one, else the
- * age of the attempt in the database. */
+ * age of the attempt in the database (lock_batch read it). */
 static int
 charge_of(struct db *db, struct batch *bt, struct finish *f, int64_t *charge)
 {
 	struct run *r = f->r;
 	const struct price *price = NULL;
-	struct db_stmt *st;
 	int64_t per_job, per_second, run_ms = r->out.run_ms;
 	int rc;
 
@@ -197,17 +201,8 @@ charge_of(struct db *db, struct batch *bt, struct finish *f, int64_t *charge)
 	}
 	per_job = price->per_job;
 	per_second = price->per_second;
-	if (run_ms < 0 && per_second > 0) {
-		if ((st = db_prepare(db, SQL_ATTEMPT_AGE_MS)) == NULL)
-			return db_last_status(db);
-		db_bind_i64(st, 0, (int64_t)r->seq);
-		db_bind_i64(st, 1, r->attempt);
-		if ((rc = db_exec(st)) != DB_OK)
-			return rc;
-		if ((rc = db_next(st)) < 0)
-			return rc;
-		run_ms = rc == 1 ? db_i64(st, 0) : 0;
-	}
+	if (run_ms < 0)
+		run_ms = f->age_ms;
 	*charge = policy_charge(f->held, per_job, per_second, run_ms);
 	return DB_OK;
 }
@@ -314,6 +309,7 @@ lock_batch(struct db *db, struct batch *bt)
 			f->held = db_i64(st, 7);
 			f->cancel = db_i64(st, 8) != 0;
 			f->no_webhook = db_i64(st, 9) != 0;
+			f->age_ms = db_is_null(st, 10) ? 0 : db_i64(st, 10);
 		}
 	}
 	return rc < 0 ? rc : DB_OK;

@@ -107,6 +107,16 @@ class OpenAITest(StackTestCase):
         self.assertEqual(job["backend"], "oai1")
         self.assertSettled(job, charged=True)
         self.assertRequestedOnce(job["id"])
+        # The backend reports no run time: the attempt's age in the
+        # database is charged, 0.1 a job and 0.01 a started second
+        # (tests/e2e/stack.py's llm queue); twelve tokens take 0.24 s.
+        ran_ms = int(self.stack.scalar(
+            "SELECT TIMESTAMPDIFF(MICROSECOND, a.started_at, a.finished_at) DIV 1000 "
+            "FROM job_attempts a JOIN jobs j ON j.seq = a.job_seq "
+            f"WHERE j.id = '{job['id']}'"))
+        charged = float(job["cost"]["charged"])
+        self.assertGreaterEqual(charged, 0.11 - 1e-9)
+        self.assertLessEqual(charged, 0.1 + 0.01 * (ran_ms // 1000 + 2) + 1e-9)
 
     def test_stream_shows_progress_then_text(self):
         body = chat("stream a story SIM_TOKENS=40 SIM_TOKEN_MS=60", max_tokens=40, stream=True)

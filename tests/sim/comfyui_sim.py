@@ -1304,6 +1304,10 @@ class Handler(BaseHTTPRequestHandler):
 
 class SimHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: a client opening more
+    # connections at once than that (genqd with a deep prefetch) got
+    # resets, not the server's answers. A real server listens with more.
+    request_queue_size = 128
 
     def __init__(self, address, sim, tls=None):
         self.sim = sim
