@@ -11,6 +11,7 @@ import time
 
 import harness
 from harness import StackTestCase, load_workflow
+from stack import wait_for
 
 SLOTS = 2          # backends x (max_running + prefetch)
 RELOAD_S = 2.5     # genqd re-reads the backends table every 2 s
@@ -58,6 +59,25 @@ class OrderTest(StackTestCase):
             f"WHERE e.to_status = 'running' AND e.attempt = 1 AND j.id IN ({quoted}) "
             "ORDER BY e.id")
         return [r[0] for r in rows]
+
+    def running_backlog(self, key, jobs, started):
+        """jobs 250 ms jobs of key's user, once `started` of them have
+        started. Long enough that a few submits land between two claims."""
+        ids = [self.job(key, ms=250) for _ in range(jobs)]
+        wait_for("the backlog to start", lambda: len(self.start_order(ids)) >= started,
+                         timeout=30)
+        return ids
+
+    def interleaving(self, a, a_ids, b, b_ids):
+        """Once all of users a's and b's jobs have run: the start order as
+        a string of 'a' and 'b', and how many of A's jobs started between
+        B's first and last."""
+        self.wait_all([(a, i) for i in a_ids] + [(b, i) for i in b_ids])
+        order = self.start_order(a_ids + b_ids)
+        owner = {i: "a" for i in a_ids} | {i: "b" for i in b_ids}
+        seq = "".join(owner[i] for i in order)
+        self.assertEqual([i for i in order if owner[i] == "b"], b_ids)   # B's own, in order
+        return seq, seq[seq.index("b"):seq.rindex("b") + 1].count("a")
 
     # ---- tests -------------------------------------------------------
     def test_single_job_is_not_stuck_behind_a_deep_queue(self):
@@ -119,24 +139,13 @@ class OrderTest(StackTestCase):
         current turn and alternate with A's, not all ahead of them (each
         claim raises the queue's turn to the last one it served)."""
         a, b = self.user("late_a"), self.user("late_b")
-        # Jobs long enough that B's four submits land between two claims:
-        # a user with no job left queued joins at the current turn again.
-        a_ids = [self.job(a, ms=250) for _ in range(14)]
-        deadline = time.monotonic() + 30
-        while len(self.start_order(a_ids)) < 6:
-            self.assertLess(time.monotonic(), deadline, "A's backlog did not start")
-            time.sleep(0.02)
+        a_ids = self.running_backlog(a, 14, started=6)
         b_ids = [self.job(b, ms=250) for _ in range(4)]
-        self.wait_all([(b, i) for i in b_ids] + [(a, i) for i in a_ids])
-        order = self.start_order(a_ids + b_ids)
-        owner = {i: "a" for i in a_ids} | {i: "b" for i in b_ids}
-        seq = "".join(owner[i] for i in order)
-        between = seq[seq.index("b"):seq.rindex("b") + 1].count("a")
+        seq, between = self.interleaving(a, a_ids, b, b_ids)
         # Strictly "bababab"; a claim committing while B's first submit
         # reads the turn can start B one turn behind ("bbabab"). Ahead of
         # the whole backlog would be "bbbb".
         self.assertGreaterEqual(between, 2, seq)
-        self.assertEqual([i for i in order if owner[i] == "b"], b_ids)
 
     def test_a_user_who_submits_as_each_job_starts_still_takes_turns(self):
         """B keeps exactly one job queued, submitting the next as soon as
@@ -144,22 +153,13 @@ class OrderTest(StackTestCase):
         A's. A job B already has running counts as B's turn taken, so B
         cannot take every turn by never having two queued."""
         a, b = self.user("pipe_a"), self.user("pipe_b")
-        a_ids = [self.job(a, ms=250) for _ in range(12)]
-        deadline = time.monotonic() + 30
-        while len(self.start_order(a_ids)) < 3:
-            self.assertLess(time.monotonic(), deadline, "A's backlog did not start")
-            time.sleep(0.02)
+        a_ids = self.running_backlog(a, 12, started=3)
         b_ids = []
         for _ in range(4):
             b_ids.append(self.job(b, ms=250))
-            while not self.start_order(b_ids[-1:]):
-                self.assertLess(time.monotonic(), deadline + 30, "B's job did not start")
-                time.sleep(0.01)
-        self.wait_all([(b, i) for i in b_ids] + [(a, i) for i in a_ids])
-        order = self.start_order(a_ids + b_ids)
-        owner = {i: "a" for i in a_ids} | {i: "b" for i in b_ids}
-        seq = "".join(owner[i] for i in order)
-        between = seq[seq.index("b"):seq.rindex("b") + 1].count("a")
+            wait_for("B's job to start", lambda: self.start_order(b_ids[-1:]),
+                             timeout=30, interval=0.01)
+        seq, between = self.interleaving(a, a_ids, b, b_ids)
         self.assertGreaterEqual(between, 3, seq)        # "bababab"
 
     def test_higher_tier_overtakes_earlier_lower_tier_jobs(self):
