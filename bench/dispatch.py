@@ -11,7 +11,7 @@
       Instant jobs: jobs per second from the first claim to the last
       completion, through one genqd, and the CPU each process spent per
       job. --openai drains chat completions through OpenAI-compatible
-      backends instead (tests/sim/openai_sim.py, answering at once): one
+      backends instead (answering at once): one
       request per job and no file to store, so genqd's and MariaDB's CPU
       per job there is genq's own cost with the cheapest protocol.
   bench/dispatch.py scale     [--jobs 600] [--rows 1048576] [--depth 100000]
@@ -26,10 +26,12 @@
       /history, fetch the output), the ceiling for one backend in `drain`.
 
 --prefetch sets every backend's prefetch (jobs handed over ahead of time).
---sim c|python picks the simulated ComfyUI (idle-gap, latency, drain, scale,
-sim): `c` (the default) is tests/sim/comfysim, whose own CPU per prompt is
-small, so the numbers are genq's; `python` is tests/sim/comfyui_sim.py, the
-tests' simulator. Each run prints which one it used.
+--sim c|python picks the simulators (idle-gap, latency, drain, scale, sim):
+`c` (the default) is tests/sim/comfysim, and tests/sim/oaisim with
+--openai, whose own CPU per request is small, so the numbers are genq's;
+`python` is tests/sim/comfyui_sim.py and tests/sim/openai_sim.py, the
+tests' simulators. Each run prints which one it used, and what creating a
+file costs where it runs (see create_cost_us).
 
 Needs a build (./dev test or make) and the packages ./dev installs. Every
 server listens on 127.0.0.1; everything is bounded by --jobs.
@@ -49,13 +51,38 @@ from harness import load_workflow, request  # noqa: E402
 from stack import Stack  # noqa: E402
 
 
+CREATE_PROBE_FILES = 300
+CREATE_SLOW_US = 50
+
+
+def create_cost_us(root):
+    """What creating one file costs in root now, in µs. On an ext4 without a
+    journal (this machine's /) the inode allocator steps past every inode
+    freed in the last one to five minutes, so a run that follows the
+    deletion of many files (the previous run's clean-up) pays several times
+    as much for every output genqd and the simulators create: genqd spent
+    43 % of its time in open() in such a run. The probe files stay, to go
+    with root at the end."""
+    probe = os.path.join(root, "create-probe")
+    os.mkdir(probe)
+    t0 = time.perf_counter()
+    for n in range(CREATE_PROBE_FILES):
+        os.close(os.open(os.path.join(probe, str(n)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return (time.perf_counter() - t0) / CREATE_PROBE_FILES * 1e6
+
+
 def start(args, run_ms, backends):
     root = tempfile.mkdtemp(prefix="genq-bench-")
+    cost = create_cost_us(root)
+    print(f"(creating a file here costs {cost:.0f} µs"
+          + (f": over {CREATE_SLOW_US} µs, likely inodes freed in the last minutes "
+             "(a run just before this one?); figures will be low, wait five minutes"
+             if cost > CREATE_SLOW_US else "") + ")", flush=True)
     openai = getattr(args, "openai", False)
     stack = Stack(root, backends=0 if openai else backends, sim_run_ms=run_ms,
                   sim_impl=args.sim, openai_backends=backends if openai else 0,
                   daemon_settings={"history_poll_ms": 20, "poll_interval_ms": 200})
-    print("(simulated backends: " + ("tests/sim/openai_sim.py (Python), OpenAI-compatible"
+    print("(simulated backends: " + (f"OpenAI-compatible, {OAI_SIM_NAMES[args.sim]}"
                                      if openai else f"ComfyUI, {SIM_NAMES[args.sim]}") + ")",
           flush=True)
     stack.up()
@@ -70,6 +97,7 @@ def start(args, run_ms, backends):
 
 
 SIM_NAMES = {"c": "tests/sim/comfysim (C)", "python": "tests/sim/comfyui_sim.py (Python)"}
+OAI_SIM_NAMES = {"c": "tests/sim/oaisim (C)", "python": "tests/sim/openai_sim.py (Python)"}
 
 
 def submit(stack, key, text, openai=False):
@@ -77,7 +105,13 @@ def submit(stack, key, text, openai=False):
     if openai:       # one short chat completion, answered at once
         body = {"queue": "llm", "input": {"model": "sim-llm", "max_tokens": 1, "messages": [
             {"role": "user", "content": f"{text} SIM_TOKEN_MS=0"}]}}
-    r = request(stack.url + "/v1/jobs", "POST", body, key=key)
+    # nginx's edge limit (200 requests/s per address) answers a fill that
+    # runs faster than that with 429: back off as a client would.
+    for _ in range(100):
+        r = request(stack.url + "/v1/jobs", "POST", body, key=key)
+        if r.status != 429:
+            break
+        time.sleep(0.05)
     assert r.status == 201, r.body
     return r.json["id"]
 

@@ -14,11 +14,18 @@ tests_sim_comfysim_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(JSONC_CFLAGS) $(WSLAY_C
 	$(ZLIB_CFLAGS) $(CRYPTO_CFLAGS)
 tests_sim_comfysim_LDADD = $(MHD_LIBS) $(JSONC_LIBS) $(WSLAY_LIBS) $(ZLIB_LIBS) $(CRYPTO_LIBS) -lpthread
 
+# The C OpenAI-compatible simulator of the dispatch benchmark (the same).
+noinst_PROGRAMS += tests/sim/oaisim
+tests_sim_oaisim_SOURCES = tests/sim/oaisim.c tests/sim/comfysim.h tests/sim/comfysim_png.c
+tests_sim_oaisim_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(JSONC_CFLAGS) $(ZLIB_CFLAGS) $(CRYPTO_CFLAGS)
+tests_sim_oaisim_LDADD = $(MHD_LIBS) $(JSONC_LIBS) $(ZLIB_LIBS) $(CRYPTO_LIBS) -lpthread
+
 # End-to-end: each file starts its own stack in a temporary directory.
 E2E_TESTS = \
 	tests/sim/test_comfyui_sim.py \
 	tests/sim/test_openai_sim.py \
 	tests/sim/test_comfysim.py \
+	tests/sim/test_oaisim.py \
 	tests/e2e/test_openai.py \
 	tests/e2e/test_jobs.py \
 	tests/e2e/test_api.py \

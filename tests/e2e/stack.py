@@ -114,7 +114,9 @@ class Stack:
     def __init__(self, root, port=0, builddir=None, backends=2, fcgi_workers=4,
                  sim_run_ms=300, daemon_settings=None, openai_backends=0, sim_impl="python"):
         self.root = os.path.abspath(root)
-        self.sim_impl = sim_impl   # "c": tests/sim/comfysim, the benchmark's (tests/sim/README.md)
+        # "c": tests/sim/comfysim and tests/sim/oaisim, the benchmark's
+        # simulators (tests/sim/README.md); "python": the tests' own.
+        self.sim_impl = sim_impl
         self.builddir = os.path.abspath(builddir or os.environ.get(
             "GENQ_BUILDDIR", os.path.join(SRCDIR, "build")))
         self.nbackends = backends
@@ -405,9 +407,10 @@ http {{
         return f"http://127.0.0.1:{self.state['sim_ports'][i]}"
 
     def start_openai_sim(self, i, extra_args=()):
-        """OpenAI-compatible simulator i (tests/sim/openai_sim.py), named
-        oaiN; with a fixed port it takes the ports after the ComfyUI ones.
-        extra_args go to openai_sim.py (--api-key KEY, a fault knob)."""
+        """OpenAI-compatible simulator i (tests/sim/openai_sim.py, or
+        tests/sim/oaisim with sim_impl "c"), named oaiN; with a fixed port it
+        takes the ports after the ComfyUI ones. extra_args go to the
+        simulator (--api-key KEY, a fault knob)."""
         ports = self.state.setdefault("oai_ports", [])
         while len(ports) <= i:
             p = self.state["port"] + 1 + self.nbackends + len(ports)
@@ -415,9 +418,9 @@ http {{
         name = f"oai{i + 1}"
         logfile = os.path.join(self.logdir, name + ".log")
         offset = os.path.getsize(logfile) if os.path.exists(logfile) else 0
-        self._spawn(name, [
-            sys.executable, "-u", os.path.join(SRCDIR, "tests", "sim", "openai_sim.py"),
-            "--port", str(ports[i]), "--name", name, *extra_args])
+        prog = [os.path.join(self.builddir, "tests", "sim", "oaisim")] if self.sim_impl == "c" else \
+            [sys.executable, "-u", os.path.join(SRCDIR, "tests", "sim", "openai_sim.py")]
+        self._spawn(name, prog + ["--port", str(ports[i]), "--name", name, *extra_args])
 
         def bound():
             with open(logfile) as f:
