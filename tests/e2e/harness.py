@@ -70,7 +70,7 @@ class StackTestCase(unittest.TestCase):
     backends = 2
     sim_run_ms = 200
     daemon_settings = None
-    sim_impl = "python"   # "c": the benchmark's simulator (tests/sim/comfysim)
+    sim_impl = "python"   # "c": the benchmark's simulators (tests/sim/comfysim, oaisim)
     stack = None
 
     @classmethod
