@@ -9,14 +9,16 @@ noinst_PROGRAMS += tests/sim/comfysim
 tests_sim_comfysim_SOURCES = tests/sim/comfysim.c tests/sim/comfysim.h \
 	tests/sim/comfysim_http.c tests/sim/comfysim_png.c tests/sim/comfysim_py.c \
 	tests/sim/comfysim_queue.c tests/sim/comfysim_run.c tests/sim/comfysim_save.c \
-	tests/sim/comfysim_valid.c tests/sim/comfysim_valid.h tests/sim/comfysim_ws.c
+	tests/sim/comfysim_valid.c tests/sim/comfysim_valid.h tests/sim/comfysim_ws.c \
+	tests/sim/simhttp.c tests/sim/simhttp.h
 tests_sim_comfysim_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(JSONC_CFLAGS) $(WSLAY_CFLAGS) \
 	$(ZLIB_CFLAGS) $(CRYPTO_CFLAGS)
 tests_sim_comfysim_LDADD = $(MHD_LIBS) $(JSONC_LIBS) $(WSLAY_LIBS) $(ZLIB_LIBS) $(CRYPTO_LIBS) -lpthread
 
 # The C OpenAI-compatible simulator of the dispatch benchmark (the same).
 noinst_PROGRAMS += tests/sim/oaisim
-tests_sim_oaisim_SOURCES = tests/sim/oaisim.c tests/sim/comfysim.h tests/sim/comfysim_png.c
+tests_sim_oaisim_SOURCES = tests/sim/oaisim.c tests/sim/comfysim.h tests/sim/comfysim_png.c \
+	tests/sim/simhttp.c tests/sim/simhttp.h
 tests_sim_oaisim_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(JSONC_CFLAGS) $(ZLIB_CFLAGS) $(CRYPTO_CFLAGS)
 tests_sim_oaisim_LDADD = $(MHD_LIBS) $(JSONC_LIBS) $(ZLIB_LIBS) $(CRYPTO_LIBS) -lpthread
 
@@ -64,6 +66,6 @@ AM_TESTS_ENVIRONMENT = GENQ_BUILDDIR='$(abs_top_builddir)'; export GENQ_BUILDDIR
 EXTRA_DIST += $(E2E_TESTS) tests/e2e/stack.py tests/e2e/harness.py tests/sim/comfyui_sim.py tests/sim/README.md tests/summary.py
 # test_docs.py runs the API document's examples.
 EXTRA_DIST += docs/api.md docs/openapi.json
-EXTRA_DIST += tests/sim/openai_sim.py
+EXTRA_DIST += tests/sim/openai_sim.py tests/sim/simpair.py
 # The crash-safety tests' shared invariant checks.
 EXTRA_DIST += tests/e2e/crashcheck.py

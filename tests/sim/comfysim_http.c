@@ -22,6 +22,7 @@
 
 #include "comfysim.h"
 #include "comfysim_valid.h"
+#include "simhttp.h"
 
 #define CT_JSON "application/json; charset=utf-8"
 #define CT_TEXT "text/plain; charset=utf-8"
@@ -31,9 +32,7 @@ static const char AIOHTTP_500[] = "500 Internal Server Error\n\nServer got itsel
 /* ---- replies ---- */
 
 struct req {
-	char *body;
-	size_t len, cap;
-	bool too_big;
+	struct sim_body body;
 	int status;
 	long long started_us;
 	char line[300];             /* `METHOD path` for the request log */
@@ -102,16 +101,16 @@ parse_body(struct req *rq)
 	json_tokener *tok = json_tokener_new_ex(64);
 	json_object *o = NULL;
 
-	if (tok == NULL || rq->len == 0)
+	if (tok == NULL || rq->body.len == 0)
 		goto out;
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	o = json_tokener_parse_ex(tok, rq->body, (int)rq->len);
+	o = json_tokener_parse_ex(tok, rq->body.data, (int)rq->body.len);
 	if (o != NULL && json_tokener_get_error(tok) == json_tokener_success &&
-	    tok->char_offset < (int)rq->len) {
+	    tok->char_offset < (int)rq->body.len) {
 		/* trailing bytes after the value: not JSON */
-		while (tok->char_offset < (int)rq->len && strchr(" \t\r\n", rq->body[tok->char_offset]))
+		while (tok->char_offset < (int)rq->body.len && strchr(" \t\r\n", rq->body.data[tok->char_offset]))
 			tok->char_offset++;
-		if (tok->char_offset < (int)rq->len) {
+		if (tok->char_offset < (int)rq->body.len) {
 			json_object_put(o);
 			o = NULL;
 		}
@@ -644,26 +643,9 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 	if (*upload_size) {   /* the body arrives in pieces; bounded */
 		size_t n = *upload_size;
 		*upload_size = 0;
-		if (rq->too_big || rq->len + n > SIM_MAX_BODY) {
-			rq->too_big = true;
-			return MHD_YES;
-		}
-		if (rq->len + n + 1 > rq->cap) {
-			size_t cap = rq->cap ? rq->cap : 4096;
-			char *p;
-			while (cap < rq->len + n + 1)
-				cap *= 2;
-			if ((p = realloc(rq->body, cap)) == NULL)
-				return MHD_NO;
-			rq->body = p;
-			rq->cap = cap;
-		}
-		memcpy(rq->body + rq->len, upload, n);
-		rq->len += n;
-		rq->body[rq->len] = '\0';
-		return MHD_YES;
+		return sim_body_add(&rq->body, upload, n, SIM_MAX_BODY) ? MHD_YES : MHD_NO;
 	}
-	if (rq->too_big) {
+	if (rq->body.too_big) {
 		static const char msg[] = "413: Request Entity Too Large";
 		return reply(c, rq, 413, msg, sizeof msg - 1, CT_TEXT, NULL, NULL, NULL, NULL);
 	}
@@ -689,25 +671,9 @@ on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_Reque
 			    ip, sizeof ip);
 		sim_log(s, "%s \"%s\" %d %.1fms", ip, rq->line, rq->status, (double)(now_us() - rq->started_us) / 1000);
 	}
-	free(rq->body);
+	sim_body_free(&rq->body);
 	free(rq);
 	*req_cls = NULL;
-}
-
-/* aiohttp (ComfyUI's server) sets TCP_NODELAY; so does this one. */
-static void
-on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx, enum MHD_ConnectionNotificationCode code)
-{
-	const union MHD_ConnectionInfo *ci;
-	int one = 1;
-
-	(void)cls;
-	(void)socket_ctx;
-	if (code != MHD_CONNECTION_NOTIFY_STARTED)
-		return;
-	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-	if (ci)
-		setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 struct MHD_Daemon *
@@ -723,7 +689,7 @@ http_start(struct sim *s, const struct sockaddr_in *addr)
 	return MHD_start_daemon(flags, (uint16_t)s->opt.port, NULL, NULL, on_request, s,
 	    MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)addr,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+	    MHD_OPTION_NOTIFY_CONNECTION, sim_on_connection, s,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0,
 	    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)256,
 	    MHD_OPTION_END);

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "comfysim.h"            /* png_make */
+#include "simhttp.h"
 
 #define MAX_BODY (32u << 20)     /* openai_sim.py's MAX_BODY */
 #define MAX_N 10                 /* images per request */
@@ -275,9 +276,7 @@ knobs_json(const struct knobs *k)
 /* ---- requests and replies ---- */
 
 struct req {
-	char *body;
-	size_t len, cap;
-	bool too_big;
+	struct sim_body body;
 	int status;
 	long long t0;
 	char method[16];
@@ -391,11 +390,11 @@ parse_body(const struct req *rq, json_object **out, struct api_error *e)
 	*out = NULL;
 	if (tok == NULL)
 		return false;
-	if (rq->len > 0)
-		o = json_tokener_parse_ex(tok, rq->body, (int)rq->len);
+	if (rq->body.len > 0)
+		o = json_tokener_parse_ex(tok, rq->body.data, (int)rq->body.len);
 	end = json_tokener_get_parse_end(tok);
 	if (o == NULL || json_tokener_get_error(tok) != json_tokener_success ||
-	    strspn(rq->body + end, " \t\r\n") != rq->len - end) {
+	    strspn(rq->body.data + end, " \t\r\n") != rq->body.len - end) {
 		json_object_put(o);
 		json_tokener_free(tok);
 		api_error_set(e, 400, NULL, NULL, NULL, "We could not parse the JSON body of your "
@@ -1241,8 +1240,8 @@ r_sim_control(struct ctx *x)
 	json_object *data = NULL, *v;
 	struct knobs k;
 
-	if (x->rq->len > 0) {
-		data = json_tokener_parse(x->rq->body);
+	if (x->rq->body.len > 0) {
+		data = json_tokener_parse(x->rq->body.data);
 		if (data == NULL || !json_object_is_type(data, json_type_object)) {
 			json_object_put(data);
 			api_error_set(&e, 400, NULL, NULL, NULL, "control body is not JSON");
@@ -1366,7 +1365,7 @@ dispatch(struct ctx *x)
 	struct api_error e = { 0 };
 	enum route r;
 
-	if (x->rq->too_big) {
+	if (x->rq->body.too_big) {
 		api_error_set(&e, 413, NULL, NULL, NULL, "Request body too large");
 		return reply_error(x, &e);
 	}
@@ -1437,27 +1436,9 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 		size_t n = *upload_size;
 
 		*upload_size = 0;
-		if (rq->too_big || rq->len + n > MAX_BODY) {
-			rq->too_big = true;
-			return MHD_YES;
-		}
-		if (rq->len + n + 1 > rq->cap) {
-			size_t cap = rq->cap ? rq->cap : 4096;
-			char *p;
-
-			while (cap < rq->len + n + 1)
-				cap *= 2;
-			if ((p = realloc(rq->body, cap)) == NULL)
-				return MHD_NO;
-			rq->body = p;
-			rq->cap = cap;
-		}
-		memcpy(rq->body + rq->len, upload, n);
-		rq->len += n;
-		rq->body[rq->len] = '\0';
-		return MHD_YES;
+		return sim_body_add(&rq->body, upload, n, MAX_BODY) ? MHD_YES : MHD_NO;
 	}
-	if (rq->body == NULL && (rq->body = strdup("")) == NULL)
+	if (rq->body.data == NULL && !sim_body_add(&rq->body, "", 0, MAX_BODY))
 		return MHD_NO;
 	return dispatch(&x);
 }
@@ -1474,7 +1455,7 @@ on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 	if (rq == NULL)
 		return;
 	sim_logf(s, "%s %s %d %lldms", rq->method, rq->path, rq->status, mono_ms() - rq->t0);
-	free(rq->body);
+	sim_body_free(&rq->body);
 	free(rq);
 	*req_cls = NULL;
 	if (crash_after_reply)
@@ -1495,23 +1476,6 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
 	while (n > 0 && line[n - 1] == '\n')
 		line[--n] = '\0';
 	sim_logf(s, "libmicrohttpd: %s", line);
-}
-
-static void
-on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
-    enum MHD_ConnectionNotificationCode code)
-{
-	const union MHD_ConnectionInfo *ci;
-	int one = 1;
-
-	(void)cls;
-	(void)socket_ctx;
-	if (code != MHD_CONNECTION_NOTIFY_STARTED)
-		return;
-	/* llama.cpp's and vLLM's servers send without Nagle's delay. */
-	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-	if (ci)
-		setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 /* ---- the process ---- */
@@ -1633,7 +1597,7 @@ main(int argc, char **argv)
 	    MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL, on_request, &s,
 	    MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&addr,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s,
-	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, &s,
+	    MHD_OPTION_NOTIFY_CONNECTION, sim_on_connection, &s,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, &s,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0,
 	    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)256,

@@ -9,15 +9,11 @@ Run: GENQ_BUILDDIR=build python3 tests/sim/test_comfysim.py
 """
 
 import copy
-import http.client
 import json
 import os
 import random
-import signal
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import uuid
@@ -25,35 +21,24 @@ import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from simpair import PairTest, SimProcess  # noqa: E402
 from test_comfyui_sim import WSClient, png_chunks, workflow  # noqa: E402
 
 BUILDDIR = os.environ.get("GENQ_BUILDDIR", os.path.join(HERE, "..", "..", "build"))
 CSIM = os.path.join(BUILDDIR, "tests", "sim", "comfysim")
 
 
-class Proc:
+class Proc(SimProcess):
     """One simulator process and a keep-alive connection to it."""
 
     def __init__(self, argv, tmp):
         self.out = os.path.join(tmp, "output")
         self.log = os.path.join(tmp, "log")
-        self.proc = subprocess.Popen(argv + ["--port", "0", "--output-dir", self.out, "--run-ms", "30",
-                                             "--log", self.log], stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        assert line.startswith("listening port="), line
-        self.port = int(line.split("=")[1])
-        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        super().__init__(argv + ["--output-dir", self.out, "--run-ms", "30", "--log", self.log])
 
     def request(self, method, path, body=None):
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body)
-        try:
-            self.conn.request(method, path, body=body)
-            r = self.conn.getresponse()
-            return r.status, r.getheader("Content-Type"), r.read()
-        except Exception:
-            self.conn.close()
-            raise
+        r, data = self.exchange(method, path, body)
+        return r.status, r.getheader("Content-Type"), data
 
     def json(self, method, path, body=None):
         status, ctype, data = self.request(method, path, body)
@@ -76,14 +61,6 @@ class Proc:
                 return
             time.sleep(0.01)
         raise AssertionError(f"{pid} never ran")
-
-    def stop(self):
-        self.conn.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(10)
-        self.proc.stdout.close()
-        return rc
 
 
 def shape(v):
@@ -110,25 +87,12 @@ def ws_events(ws, until_pid):
             return out
 
 
-class SameWireTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        if not os.access(CSIM, os.X_OK):
-            raise AssertionError(f"{CSIM} is not built (set GENQ_BUILDDIR)")
-        cls.tmp = tempfile.TemporaryDirectory(prefix="comfysim_test_")
-        cls.py = Proc([sys.executable, os.path.join(HERE, "comfyui_sim.py")], os.path.join(cls.tmp.name, "py"))
-        try:
-            cls.c = Proc([CSIM], os.path.join(cls.tmp.name, "c"))
-        except BaseException:
-            cls.py.stop()
-            raise
-        cls.sims = (cls.py, cls.c)
+class SameWireTest(PairTest):
+    csim = CSIM
 
     @classmethod
-    def tearDownClass(cls):
-        rcs = [s.stop() for s in cls.sims]
-        cls.tmp.cleanup()
-        assert rcs == [0, 0], f"SIGTERM should end both cleanly: {rcs}"
+    def start(cls, python, folder):
+        return Proc([sys.executable, os.path.join(HERE, "comfyui_sim.py")] if python else [CSIM], folder)
 
     def both(self, method, path, body=None):
         """(py, c) answers as (status, content type, body bytes); status and type must agree."""

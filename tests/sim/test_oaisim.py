@@ -11,17 +11,16 @@ Run: GENQ_BUILDDIR=build python3 tests/sim/test_oaisim.py
 """
 
 import base64
-import http.client
 import json
 import os
-import signal
 import socket
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from simpair import PairTest, SimProcess  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILDDIR = os.environ.get("GENQ_BUILDDIR", os.path.join(HERE, "..", "..", "build"))
@@ -29,32 +28,16 @@ CSIM = os.path.join(BUILDDIR, "tests", "sim", "oaisim")
 FLAGS = ["--token-ms", "1", "--run-ms", "10", "--tokens", "6"]
 
 
-class Proc:
+class Proc(SimProcess):
     """One simulator process and a keep-alive connection to it."""
 
     def __init__(self, argv, log):
         self.log = log
-        self.proc = subprocess.Popen(argv + ["--port", "0", "--log", log] + FLAGS,
-                                     stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        assert line.startswith("listening port="), line
-        self.port = int(line.split("=")[1])
-        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        super().__init__(argv + ["--log", log] + FLAGS)
 
     def request(self, method, path, body=None, headers=None):
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body)
-        try:
-            self.conn.request(method, path, body=body, headers=headers or {})
-            r = self.conn.getresponse()
-            data = r.read()
-            # Both end a stream by closing (openai_sim.py without saying so).
-            if r.will_close or (r.getheader("Content-Type") or "").startswith("text/event-stream"):
-                self.conn.close()
-            return r.status, r.getheader("Content-Type"), data, r
-        except Exception:
-            self.conn.close()
-            raise
+        r, data = self.exchange(method, path, body, headers)
+        return r.status, r.getheader("Content-Type"), data, r
 
     def json(self, method, path, body=None, headers=None):
         status, ctype, data, _ = self.request(method, path, body, headers)
@@ -65,14 +48,6 @@ class Proc:
 
     def control(self, **knobs):
         return self.json("POST", "/sim/control", knobs)[2]
-
-    def stop(self):
-        self.conn.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(10)
-        self.proc.stdout.close()
-        return rc
 
 
 def shape(v):
@@ -103,26 +78,13 @@ def png_size(data):
     return struct.unpack(">II", data[16:24])
 
 
-class SameWireTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        if not os.access(CSIM, os.X_OK):
-            raise AssertionError(f"{CSIM} is not built (set GENQ_BUILDDIR)")
-        cls.tmp = tempfile.TemporaryDirectory(prefix="oaisim_test_")
-        cls.py = Proc([sys.executable, os.path.join(HERE, "openai_sim.py")],
-                      os.path.join(cls.tmp.name, "py.log"))
-        try:
-            cls.c = Proc([CSIM], os.path.join(cls.tmp.name, "c.log"))
-        except BaseException:
-            cls.py.stop()
-            raise
-        cls.sims = (cls.py, cls.c)
+class SameWireTest(PairTest):
+    csim = CSIM
 
     @classmethod
-    def tearDownClass(cls):
-        rcs = [s.stop() for s in cls.sims]
-        cls.tmp.cleanup()
-        assert rcs == [0, 0], f"SIGTERM should end both cleanly: {rcs}"
+    def start(cls, python, folder, *extra):
+        return Proc(([sys.executable, os.path.join(HERE, "openai_sim.py")] if python else [CSIM])
+                    + list(extra), folder + ".log")
 
     def setUp(self):
         for s in self.sims:
@@ -301,23 +263,21 @@ class SameWireTest(unittest.TestCase):
             self.assertIn("POST /v1/chat/completions 413", f.read())
 
 
-class ApiKeyTest(unittest.TestCase):
+class ApiKeyTest(PairTest):
+    csim = CSIM
+
+    @classmethod
+    def start(cls, python, folder):
+        return SameWireTest.start(python, folder, "--api-key", "k1")
+
     def test_an_api_key_guards_v1_routes_alike(self):
-        with tempfile.TemporaryDirectory(prefix="oaisim_key_") as tmp:
-            sims = [Proc([sys.executable, os.path.join(HERE, "openai_sim.py"), "--api-key", "k1"],
-                         os.path.join(tmp, "py.log")),
-                    Proc([CSIM, "--api-key", "k1"], os.path.join(tmp, "c.log"))]
-            try:
-                answers = [s.json("GET", "/v1/models") for s in sims]
-                self.assertEqual(answers[0], answers[1])
-                self.assertEqual(answers[0][0], 401)
-                for s in sims:
-                    self.assertEqual(s.json("GET", "/health")[0], 200)
-                    self.assertEqual(s.json("GET", "/v1/models", headers={
-                        "Authorization": "Bearer k1"})[0], 200)
-                    self.assertEqual(s.stats()["unauthorized"], 1)
-            finally:
-                self.assertEqual([s.stop() for s in sims], [0, 0])
+        answers = [s.json("GET", "/v1/models") for s in self.sims]
+        self.assertEqual(answers[0], answers[1])
+        self.assertEqual(answers[0][0], 401)
+        for s in self.sims:
+            self.assertEqual(s.json("GET", "/health")[0], 200)
+            self.assertEqual(s.json("GET", "/v1/models", headers={"Authorization": "Bearer k1"})[0], 200)
+            self.assertEqual(s.stats()["unauthorized"], 1)
 
 
 if __name__ == "__main__":
