@@ -22,7 +22,6 @@
 #include <json-c/json.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <pthread.h>
@@ -411,7 +410,28 @@ parse_body(const struct req *rq, json_object **out, struct api_error *e)
 	return true;
 }
 
-static void wait_fd_gone(struct oai *s, int fd);
+/* Blocks until the client of fd goes away, the server stops, or an hour
+ * passes, and counts the request as aborted. */
+static void
+wait_fd_gone(struct oai *s, int fd)
+{
+	long long deadline = mono_ms() + HANG_MAX_S * 1000LL;
+
+	while (fd >= 0 && !stopping && mono_ms() < deadline) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		char b;
+		ssize_t n;
+
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			break;
+		if (n > 0)
+			sleep_ms(200);
+	}
+	count(s, "aborted", NULL, 1);
+}
 
 /* Blocks until the client goes away (or the server stops, or an hour):
  * what SIM_HANG and the hang knob do. */
@@ -835,29 +855,6 @@ stream_next(struct stream *st)
 		count(st->s, "completed", NULL, 1);
 	}
 	return false;
-}
-
-/* Blocks until the client of fd goes away, the server stops, or an hour
- * passes, and counts the request as aborted. */
-static void
-wait_fd_gone(struct oai *s, int fd)
-{
-	long long deadline = mono_ms() + HANG_MAX_S * 1000LL;
-
-	while (fd >= 0 && !stopping && mono_ms() < deadline) {
-		struct pollfd p = { fd, POLLIN, 0 };
-		char b;
-		ssize_t n;
-
-		if (poll(&p, 1, 200) <= 0)
-			continue;
-		n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-			break;
-		if (n > 0)
-			sleep_ms(200);
-	}
-	count(s, "aborted", NULL, 1);
 }
 
 static ssize_t
