@@ -40,6 +40,7 @@ server listens on 127.0.0.1; everything is bounded by --jobs.
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -272,6 +273,28 @@ def db_counters(stack):
         f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})")}
 
 
+def start_profile(path):
+    """perf record of the whole machine, call graphs included, while the
+    drain runs (--profile): where every process's CPU time goes."""
+    if not path:
+        return None
+    events = os.environ.get("GENQ_PERF_EVENTS")   # e.g. sched:sched_switch: where they wait
+    argv = ["perf", "record", "-q", "-a", "--call-graph", os.environ.get("GENQ_PERF_CALLGRAPH", "fp"), "-o", path]
+    argv += ["-e", events] if events else ["-F", "997"]
+    proc = subprocess.Popen(argv,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)            # perf maps the machine's processes first
+    return proc
+
+
+def stop_profile(proc, path):
+    if proc is None:
+        return
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    print(f"(profile written to {path}: perf report -i {path} --sort comm,dso,sym)")
+
+
 def drain(args):
     stack, key, root = start(args, 0, args.backends)
     try:
@@ -282,12 +305,14 @@ def drain(args):
                   "simulators": [p for i in range(args.backends)
                                  for p in stack._read_pids(f"{sim}{i + 1}")]}
         db0 = db_counters(stack)
+        profiler = start_profile(args.profile)
         t0 = time.monotonic()
         stack.start_genqd()
         groups["genqd"] = stack._read_pids("genqd")
         cpu0 = {g: cpu_ticks(p) for g, p in groups.items()}
         wait_drained(stack, len(ids), timeout=600)
         cpu1 = {g: cpu_ticks(p) for g, p in groups.items()}
+        stop_profile(profiler, args.profile)
         db1 = db_counters(stack)
         first, last = stack.query(
             "SELECT MIN(started_at), MAX(finished_at) FROM jobs")[0]
@@ -306,7 +331,10 @@ def drain(args):
             f"{n} {(db1[n] - db0[n]) / args.jobs:.2f}" for n in DB_COUNTERS))
     finally:
         stack.down()
-        shutil.rmtree(root, ignore_errors=True)
+        if args.keep:
+            print(f"(stack kept in {root}: logs in {root}/log)")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def vm_hwm_kb(pid):
@@ -479,6 +507,10 @@ def main():
                     help="simulated ComfyUI: c (tests/sim/comfysim) or python (comfyui_sim.py)")
     ap.add_argument("--openai", action="store_true",
                     help="drain: OpenAI-compatible backends and chat completions")
+    ap.add_argument("--keep", action="store_true",
+                    help="drain: keep the stack's directory (logs) afterwards")
+    ap.add_argument("--profile", metavar="PATH",
+                    help="drain: perf record the machine while it drains, into PATH")
     ap.add_argument("--rows", type=int, default=1 << 20, help="scale: finished rows")
     ap.add_argument("--depth", type=int, default=100000, help="scale: queued rows")
     args = ap.parse_args()

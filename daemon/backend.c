@@ -175,7 +175,7 @@ backend_reload(struct genqd *g)
 
 	/* Rows that went away: forget them once nothing runs on them. */
 	for (pp = &g->backends; (b = *pp) != NULL;) {
-		if (b->seen || b->inflight > 0) {
+		if (b->seen || b->inflight > 0 || b->claiming) {
 			pp = &b->next;
 			continue;
 		}
@@ -193,8 +193,10 @@ lease_lost(struct genqd *g, struct backend *b)
 	int handed = finish_hand_back(g, b->id);
 
 	log_warn("backend_lease_lost", "backend=%s handed_back=%d", b->name, handed);
+	/* A run the committer holds is released when its commit returns
+	 * (stale by then: handed back above). */
 	for (struct run *r = g->runs; r != NULL; r = r->next)
-		if (r->backend == b)
+		if (r->backend == b && r->state != RUN_COMMITTING)
 			run_release(g, r);
 	b->leased = false;
 }
@@ -344,7 +346,8 @@ mark_down(struct genqd *g, struct backend *b, const char *why)
 	log_warn("backend_down", "backend=%s fail_count=%d running=%d why=\"%s\"",
 	    b->name, b->fail_count, b->inflight, log_q(why));
 	for (struct run *r = g->runs; r != NULL; r = r->next) {
-		if (r->backend != b || r->state == RUN_DEAD || r->state == RUN_ENDED)
+		if (r->backend != b || r->state == RUN_DEAD || r->state == RUN_ENDED ||
+		    r->state == RUN_COMMITTING)
 			continue;
 		backend_add_orphan(b, r->prompt_id);
 		if (r->state == RUN_STOPPING) {

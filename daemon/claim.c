@@ -5,13 +5,21 @@
  * turn, then age; SKIP LOCKED so other genqds are not waited for), hands
  * them out to the backends, and moves each to running with a new attempt and
  * a prompt id chosen here. Only after the commit are the prompts submitted.
- * One commit for many jobs is what makes a deep queue drain fast. */
+ * One commit for many jobs is what makes a deep queue drain fast.
+ *
+ * The transaction runs in a thread of its own (g->claimer, committer.h) on
+ * a connection of its own, while the loop goes on serving the backends: the
+ * loop plans a claim (claim_plan), posts it, and launches what it started
+ * when it comes back (claim_end). The thread sees copies only (backend ids,
+ * names, queue names), never the loop's backends, and the loop leaves the
+ * claim alone while it is posted. */
 #include "autoconf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "committer.h"
 #include "config.h"
 #include "db.h"
 #include "fairshare.h"
@@ -66,6 +74,9 @@ static struct sql_rows sql_start = SQL_ROWS_INIT(
  * locks are held and the memory of the inputs read. */
 #define CLAIM_QUEUE_MAX 256
 #define PRIORITIES 4
+/* Queue names are at most 32 bytes (genqctl checks; a run's queue has the
+ * same room): a longer one is not served. */
+#define QUEUE_NAME_MAX 33
 /* How long a retry is kept from the backend its failed attempt ran on,
  * counted from when its backoff ended (SPEC §4: a retry prefers another
  * backend). Long enough for every other backend serving the queue to claim
@@ -83,7 +94,7 @@ struct head {
 	int timeout_s;
 	char *input;                 /* owned until handed to its run */
 	size_t input_len;
-	struct backend *b;           /* assigned to; NULL: left queued */
+	struct taker *tk;            /* assigned to; NULL: left queued */
 	char prompt_id[GQ_UUID_LEN];
 	bool started;                /* moved to running in this transaction */
 	uint64_t avoid;              /* backend of the failed attempt; 0: none */
@@ -95,7 +106,7 @@ struct head {
 /* One queue that backends with room serve, and its locked heads in claim
  * order. */
 struct qheads {
-	const char *name;            /* borrowed from a backend */
+	char name[QUEUE_NAME_MAX];
 	int want;
 	struct head *v;
 	size_t n;
@@ -104,18 +115,25 @@ struct qheads {
 
 /* A backend with room, and how many jobs it may take. */
 struct taker {
-	struct backend *b;
+	struct backend *b;           /* the loop's: never read by the thread */
+	uint64_t id;                 /* copies of what the transaction needs */
+	char name[65];
+	struct qheads **queues;      /* the claim's queues it serves, owned */
+	size_t nqueues;
 	int want, got;
 	bool held_back;              /* passed over a retry kept from it */
 };
 
 struct claim {
-	struct genqd *g;
+	const char *owner, *actor;   /* g->id, g->actor: fixed at start */
+	int lease_s;
 	struct taker *takers;
 	size_t ntakers;
 	struct qheads *queues;
 	size_t nqueues;
+	int rc;                      /* the transaction's result */
 };
+
 
 static void
 claim_reset(struct claim *c)
@@ -136,20 +154,16 @@ claim_reset(struct claim *c)
 static void
 claim_free(struct claim *c)
 {
+	if (c == NULL)
+		return;
 	claim_reset(c);
 	for (size_t q = 0; q < c->nqueues; q++)
 		free(c->queues[q].v);
+	for (size_t t = 0; t < c->ntakers; t++)
+		free(c->takers[t].queues);
 	free(c->queues);
 	free(c->takers);
-}
-
-static struct qheads *
-queue_find(struct claim *c, const char *name)
-{
-	for (size_t q = 0; q < c->nqueues; q++)
-		if (strcmp(c->queues[q].name, name) == 0)
-			return &c->queues[q];
-	return NULL;
+	free(c);
 }
 
 /* Lock up to qh->want heads of one queue. */
@@ -209,23 +223,23 @@ before(const struct head *x, const struct head *y)
  * is young: another backend gets the first chance. After the grace period
  * b may, so a job never waits for backends that are busy, down or absent. */
 static bool
-may_take(const struct head *h, const struct backend *b)
+may_take(const struct head *h, const struct taker *tk)
 {
-	return h->avoid == 0 || h->avoid != b->id || h->ready_us >= RETRY_AVOID_GRACE_US;
+	return h->avoid == 0 || h->avoid != tk->id || h->ready_us >= RETRY_AVOID_GRACE_US;
 }
 
 /* The first unassigned head of qh that tk may take, or NULL. */
 static struct head *
 next_for(struct qheads *qh, struct taker *tk)
 {
-	while (qh->taken < qh->n && qh->v[qh->taken].b != NULL)
+	while (qh->taken < qh->n && qh->v[qh->taken].tk != NULL)
 		qh->taken++;
 	for (size_t i = qh->taken; i < qh->n; i++) {
 		struct head *h = &qh->v[i];
 
-		if (h->b != NULL)
+		if (h->tk != NULL)
 			continue;
-		if (may_take(h, tk->b))
+		if (may_take(h, tk))
 			return h;
 		tk->held_back = true;
 	}
@@ -250,18 +264,17 @@ assign(struct claim *c)
 
 			if (tk->got >= tk->want)
 				continue;
-			for (size_t i = 0; i < tk->b->nqueues; i++) {
-				struct qheads *qh = queue_find(c, tk->b->queues[i]);
-				struct head *h;
+			for (size_t i = 0; i < tk->nqueues; i++) {
+				struct head *h = next_for(tk->queues[i], tk);
 
-				if (qh == NULL || (h = next_for(qh, tk)) == NULL)
+				if (h == NULL)
 					continue;
 				if (best == NULL || before(h, best))
 					best = h;
 			}
 			if (best == NULL)
 				continue;
-			best->b = tk->b;
+			best->tk = tk;
 			tk->got++;
 			more = true;
 		}
@@ -270,15 +283,15 @@ assign(struct claim *c)
 
 /* May b take jobs in this transaction? (SQL_BACKEND_OPEN) */
 static int
-backend_open(struct db *db, struct genqd *g, const struct backend *b, bool *open)
+backend_open(struct db *db, const struct claim *c, const struct taker *tk, bool *open)
 {
 	struct db_stmt *st = db_prepare(db, SQL_BACKEND_OPEN);
 	int rc;
 
 	if (st == NULL)
 		return db_last_status(db);
-	db_bind_i64(st, 0, (int64_t)b->id);
-	db_bind_str(st, 1, g->id);
+	db_bind_i64(st, 0, (int64_t)tk->id);
+	db_bind_str(st, 1, c->owner);
 	if ((rc = db_exec(st)) != DB_OK)
 		return rc;
 	if ((rc = db_next(st)) < 0)
@@ -292,7 +305,7 @@ backend_open(struct db *db, struct genqd *g, const struct backend *b, bool *open
 /* Move up to SQL_ROWS_MAX heads, each assigned to an open backend, to
  * running with a new attempt: three statements for all of them. */
 static int
-start_jobs(struct db *db, struct genqd *g, struct head **v, size_t n)
+start_jobs(struct db *db, const struct claim *c, struct head **v, size_t n)
 {
 	struct job_event ev[SQL_ROWS_MAX];
 	struct db_stmt *st;
@@ -301,22 +314,22 @@ start_jobs(struct db *db, struct genqd *g, struct head **v, size_t n)
 	if ((st = sql_rows_prepare(db, &sql_attempts, n, &rc)) == NULL)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
-		unsigned c = (unsigned)(4 * i);
+		unsigned k = (unsigned)(4 * i);
 
 		if (gq_uuid4(v[i]->prompt_id) < 0)
 			return DB_ERR;
-		db_bind_i64(st, c, (int64_t)v[i]->seq);
-		db_bind_i64(st, c + 1, v[i]->attempt);
-		db_bind_i64(st, c + 2, (int64_t)v[i]->b->id);
-		db_bind_str(st, c + 3, v[i]->prompt_id);
+		db_bind_i64(st, k, (int64_t)v[i]->seq);
+		db_bind_i64(st, k + 1, v[i]->attempt);
+		db_bind_i64(st, k + 2, (int64_t)v[i]->tk->id);
+		db_bind_str(st, k + 3, v[i]->prompt_id);
 	}
 	if ((rc = db_exec(st)) != DB_OK)
 		return rc;
 
 	if ((st = sql_rows_prepare(db, &sql_start, n, &rc)) == NULL)
 		return rc;
-	db_bind_str(st, 0, g->id);
-	db_bind_i64(st, 1, g->cfg->lease_s);
+	db_bind_str(st, 0, c->owner);
+	db_bind_i64(st, 1, c->lease_s);
 	for (size_t i = 0; i < n; i++)
 		db_bind_i64(st, (unsigned)(2 + i), (int64_t)v[i]->seq);
 	if ((rc = db_exec(st)) != DB_OK)
@@ -330,11 +343,11 @@ start_jobs(struct db *db, struct genqd *g, struct head **v, size_t n)
 	}
 
 	for (size_t i = 0; i < n; i++) {
-		ev[i] = (struct job_event){ v[i]->seq, "queued", "running", v[i]->b->name,
-		    v[i]->attempt, v[i]->b->id, v[i]->no_webhook };
+		ev[i] = (struct job_event){ v[i]->seq, "queued", "running", v[i]->tk->name,
+		    v[i]->attempt, v[i]->tk->id, v[i]->no_webhook };
 		v[i]->started = true;
 	}
-	return job_events_add(db, ev, n, g->actor);
+	return job_events_add(db, ev, n, c->actor);
 }
 
 /* Start every assigned head whose backend is open, SQL_ROWS_MAX at a time. */
@@ -351,32 +364,32 @@ start_assigned(struct db *db, struct claim *c)
 
 		if (tk->got == 0)
 			continue;
-		if ((rc = backend_open(db, c->g, tk->b, &open)) != DB_OK)
+		if ((rc = backend_open(db, c, tk, &open)) != DB_OK)
 			return rc;
 		if (!open) {
 			/* Draining, or no longer ours: its heads stay queued. */
 			for (size_t q = 0; q < c->nqueues; q++)
 				for (size_t i = 0; i < c->queues[q].n; i++)
-					if (c->queues[q].v[i].b == tk->b)
-						c->queues[q].v[i].b = NULL;
+					if (c->queues[q].v[i].tk == tk)
+						c->queues[q].v[i].tk = NULL;
 			continue;
 		}
 		for (size_t q = 0; q < c->nqueues; q++) {
 			struct qheads *qh = &c->queues[q];
 
 			for (size_t i = 0; i < qh->n; i++) {
-				if (qh->v[i].b != tk->b)
+				if (qh->v[i].tk != tk)
 					continue;
 				batch[n++] = &qh->v[i];
 				if (n == SQL_ROWS_MAX) {
-					if ((rc = start_jobs(db, c->g, batch, n)) != DB_OK)
+					if ((rc = start_jobs(db, c, batch, n)) != DB_OK)
 						return rc;
 					n = 0;
 				}
 			}
 		}
 	}
-	return n > 0 ? start_jobs(db, c->g, batch, n) : DB_OK;
+	return n > 0 ? start_jobs(db, c, batch, n) : DB_OK;
 }
 
 static int
@@ -420,20 +433,29 @@ claim_txn(struct db *db, void *arg)
 	return DB_OK;
 }
 
-/* Hand the started jobs to runs and submit them. */
+/* Hand the started jobs to runs and submit them. A backend whose lease
+ * was lost while the claim was away starts nothing: its jobs are handed
+ * back (running, unowned) for recovery to decide, as after a crash. */
 static void
 launch(struct genqd *g, struct claim *c)
 {
+	for (size_t t = 0; t < c->ntakers; t++) {
+		struct backend *b = c->takers[t].b;
+
+		if (c->takers[t].got > 0 && !b->leased && !g->stopping)
+			finish_hand_back(g, b->id);
+	}
 	for (size_t q = 0; q < c->nqueues; q++) {
 		struct qheads *qh = &c->queues[q];
 
 		for (size_t i = 0; i < qh->n; i++) {
 			struct head *h = &qh->v[i];
+			struct backend *b = h->tk != NULL ? h->tk->b : NULL;
 			struct run *r;
 
-			if (!h->started)
+			if (!h->started || !b->leased || g->stopping)
 				continue;
-			if ((r = run_new(g, h->b)) == NULL) {
+			if ((r = run_new(g, b)) == NULL) {
 				/* Recovery finds it running without a genqd and retries it. */
 				log_error("out_of_memory", "step=launch job=%s", h->id);
 				continue;
@@ -449,7 +471,7 @@ launch(struct genqd *g, struct claim *c)
 			r->input_len = h->input_len;
 			h->input = NULL;
 			run_log(info, "job_started", r, "%s", "");
-			h->b->proto->submit(g, r);
+			b->proto->submit(g, r);
 		}
 	}
 }
@@ -471,7 +493,7 @@ claim_is_due(const struct genqd *g, const struct backend *b, int64_t now)
 {
 	int free, batch;
 
-	if (!backend_has_room(g, b) || now < b->next_claim_at)
+	if (b->claiming || !backend_has_room(g, b) || now < b->next_claim_at)
 		return false;
 	free = b->max_running + b->prefetch - backend_busy(b);
 	batch = (b->prefetch + 1) / 2;
@@ -489,7 +511,40 @@ claim_joins(const struct genqd *g, const struct backend *b, int64_t now, bool an
 	return any_due && backend_has_room(g, b) && now >= b->next_claim_at;
 }
 
-/* The backends taking part in this claim, and the queues they serve. */
+/* The claim's entry for queue name, added when new; NULL when the claim
+ * has no room for it (nq entries allocated) or the name does not fit. */
+static struct qheads *
+queue_add(struct claim *c, const char *name, size_t nq)
+{
+	struct qheads *qh = NULL;
+
+	for (size_t q = 0; q < c->nqueues && qh == NULL; q++)
+		if (strcmp(c->queues[q].name, name) == 0)
+			qh = &c->queues[q];
+	if (qh != NULL || c->nqueues == nq || strlen(name) >= QUEUE_NAME_MAX)
+		return qh;
+	qh = &c->queues[c->nqueues++];
+	memcpy(qh->name, name, strlen(name) + 1);
+	return qh;
+}
+
+/* Point tk at the claim's entries for the queues its backend serves
+ * (tk->queues has room for all of them). */
+static void
+taker_link(struct claim *c, struct taker *tk)
+{
+	tk->nqueues = 0;
+	for (size_t i = 0; i < tk->b->nqueues; i++) {
+		struct qheads *qh = queue_add(c, tk->b->queues[i], c->nqueues);
+
+		if (qh != NULL)
+			tk->queues[tk->nqueues++] = qh;
+	}
+}
+
+/* The backends taking part in this claim, and the queues they serve: a
+ * claim ready to post (c->ntakers > 0), or an empty one. -1 when out of
+ * memory. */
 static int
 claim_plan(struct genqd *g, struct claim *c, int64_t now)
 {
@@ -516,13 +571,16 @@ claim_plan(struct genqd *g, struct claim *c, int64_t now)
 			continue;
 		tk = &c->takers[c->ntakers++];
 		tk->b = b;
+		tk->id = b->id;
+		memcpy(tk->name, b->name, sizeof tk->name);
 		tk->want = b->max_running + b->prefetch - backend_busy(b);
+		if (b->nqueues > 0 && (tk->queues = calloc(b->nqueues, sizeof *tk->queues)) == NULL)
+			return -1;
 		for (size_t i = 0; i < b->nqueues; i++) {
-			struct qheads *qh = queue_find(c, b->queues[i]);
-			if (qh == NULL) {
-				qh = &c->queues[c->nqueues++];
-				qh->name = b->queues[i];
-			}
+			struct qheads *qh = queue_add(c, b->queues[i], nq);
+
+			if (qh == NULL)
+				continue;
 			qh->want += tk->want;
 			if (qh->want > CLAIM_QUEUE_MAX)
 				qh->want = CLAIM_QUEUE_MAX;
@@ -534,11 +592,13 @@ claim_plan(struct genqd *g, struct claim *c, int64_t now)
 	for (size_t q = 0; q < c->nqueues; q++)
 		if ((c->queues[q].v = calloc((size_t)c->queues[q].want, sizeof(struct head))) == NULL)
 			return -1;
+	for (size_t t = 0; t < c->ntakers; t++)
+		taker_link(c, &c->takers[t]);
 	return (int)c->ntakers;
 }
 
 static bool
-taker_saw_empty(struct claim *c, const struct taker *tk)
+taker_saw_empty(const struct taker *tk)
 {
 	if (tk->got >= tk->want)
 		return false;
@@ -546,49 +606,100 @@ taker_saw_empty(struct claim *c, const struct taker *tk)
 	 * would only find them again until their grace period ends. */
 	if (tk->held_back)
 		return true;
-	for (size_t i = 0; i < tk->b->nqueues; i++) {
-		struct qheads *qh = queue_find(c, tk->b->queues[i]);
-		if (qh != NULL && qh->n >= (size_t)qh->want)
+	for (size_t i = 0; i < tk->nqueues; i++)
+		if (tk->queues[i]->n >= (size_t)tk->queues[i]->want)
 			return false;
-	}
 	return true;
+}
+
+/* committer_fn: the claim's transaction, in the claimer's thread. */
+static int
+claim_run(struct db *db, void *arg)
+{
+	struct claim *c = arg;
+
+	c->rc = db != NULL ? db_txn(db, claim_txn, c) : DB_GONE;
+	if (c->rc != DB_OK && db != NULL)
+		committer_log_failure(db, c->rc, "claim");
+	return c->rc;
+}
+
+/* The claim came back: the next claims' times, then the jobs it started. */
+static void
+claim_end(struct genqd *g, struct claim *c, int64_t now)
+{
+	int64_t later = now + g->cfg->poll_interval_ms * US_PER_MS;
+
+	for (size_t t = 0; t < c->ntakers; t++)
+		c->takers[t].b->claiming = false;
+	if (c->rc != DB_OK) {
+		for (size_t t = 0; t < c->ntakers; t++)
+			c->takers[t].b->next_claim_at = later;
+		return;
+	}
+	/* A backend whose queues all ran dry waits for a wake-up or the poll
+	 * interval; one that filled up, or whose queue had more, asks again. */
+	for (size_t t = 0; t < c->ntakers; t++)
+		c->takers[t].b->next_claim_at = taker_saw_empty(&c->takers[t]) ? later : 0;
+	launch(g, c);
 }
 
 void
 claim_due(struct genqd *g, int64_t now)
 {
-	struct claim c;
-	int64_t later = now + g->cfg->poll_interval_ms * US_PER_MS;
-	int n, rc;
+	struct claim *c;
+	int n;
 
-	if (!gqd_db_ready(g))
+	/* The claim in flight first, even while stopping (it launches
+	 * nothing then) or with the loop's connection away. */
+	if (g->claim != NULL) {
+		if (!committer_done(g->claimer))
+			return;                     /* one claim at a time */
+		claim_end(g, g->claim, now);
+		claim_free(g->claim);
+		g->claim = NULL;
+	}
+	if (!gqd_db_ready(g) || g->stopping || g->claim_hold)
 		return;
-	memset(&c, 0, sizeof c);
-	c.g = g;
-	if ((n = claim_plan(g, &c, now)) <= 0) {
-		if (n < 0) {
-			log_error("out_of_memory", "step=claim");
-			for (struct backend *b = g->backends; b != NULL; b = b->next)
-				if (claim_is_due(g, b, now))
-					b->next_claim_at = later;
-		}
-		goto out;
+	if ((c = calloc(1, sizeof *c)) == NULL || (n = claim_plan(g, c, now)) < 0) {
+		log_error("out_of_memory", "step=claim");
+		for (struct backend *b = g->backends; b != NULL; b = b->next)
+			if (claim_is_due(g, b, now))
+				b->next_claim_at = now + g->cfg->poll_interval_ms * US_PER_MS;
+		claim_free(c);
+		return;
 	}
-	rc = db_txn(g->db, claim_txn, &c);
-	if (rc != DB_OK) {
-		claim_reset(&c);
-		gqd_db_failed(g, rc, "claim");
-		for (size_t t = 0; t < c.ntakers; t++)
-			c.takers[t].b->next_claim_at = later;
-		goto out;
+	if (n == 0) {
+		claim_free(c);
+		return;
 	}
-	/* A backend whose queues all ran dry waits for a wake-up or the poll
-	 * interval; one that filled up, or whose queue had more, asks again. */
-	for (size_t t = 0; t < c.ntakers; t++)
-		c.takers[t].b->next_claim_at = taker_saw_empty(&c, &c.takers[t]) ? later : 0;
-	launch(g, &c);
-out:
-	claim_free(&c);
+	c->owner = g->id;
+	c->actor = g->actor;
+	c->lease_s = g->cfg->lease_s;
+	/* Its backends stay (backend_reload) and claim nothing else until it
+	 * is back: see claim_end. */
+	for (size_t t = 0; t < c->ntakers; t++)
+		c->takers[t].b->claiming = true;
+	g->claim = c;
+	committer_post(g->claimer, claim_run, c);
+}
+
+bool
+claim_pending(const struct genqd *g)
+{
+	return g->claim != NULL;
+}
+
+void
+claim_drain(struct genqd *g)
+{
+	if (g->claim == NULL)
+		return;
+	committer_wait(g->claimer);
+	committer_done(g->claimer);
+	claim_end(g, g->claim, gq_mono_us());     /* stopping: launches nothing */
+	claim_free(g->claim);
+	g->claim = NULL;
 }
 
 void
@@ -603,6 +714,9 @@ claim_next_deadline(const struct genqd *g)
 {
 	int64_t next = INT64_MAX;
 
+	/* The claim in flight wakes the loop when it is back (its fd). */
+	if (g->claim != NULL)
+		return INT64_MAX;
 	for (const struct backend *b = g->backends; b != NULL; b = b->next)
 		if (claim_is_due(g, b, INT64_MAX) && b->next_claim_at < next)
 			next = b->next_claim_at;

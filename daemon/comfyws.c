@@ -264,15 +264,15 @@ comfyws_next_deadline(const struct genqd *g)
 }
 
 void
-comfyws_wait(struct genqd *g, int extra_fd, int timeout_ms, bool *extra_ready)
+comfyws_wait(struct genqd *g, const int *extra_fds, size_t nextra, int timeout_ms,
+    bool *ready)
 {
 	struct pollfd stack_fds[FDS_STACK], *fds = stack_fds;
 	struct conn *stack_conns[FDS_STACK], **conns = stack_conns;
-	size_t n = 0, cap = 1, i;
+	size_t n = 0, cap = nextra, i;
 	struct conn *c;
 	int64_t now;
 
-	*extra_ready = false;
 	for (c = g->comfyws ? g->comfyws->conns : NULL; c != NULL; c = c->next)
 		cap++;
 	if (cap > FDS_STACK) {
@@ -287,8 +287,10 @@ comfyws_wait(struct genqd *g, int extra_fd, int timeout_ms, bool *extra_ready)
 			cap = FDS_STACK;
 		}
 	}
-	if (extra_fd >= 0) {
-		fds[n].fd = extra_fd;
+	/* The caller's first, one slot each (poll skips a negative fd). */
+	for (i = 0; i < nextra; i++) {
+		ready[i] = false;
+		fds[n].fd = extra_fds[i];
 		fds[n].events = POLLIN;
 		conns[n++] = NULL;
 	}
@@ -307,10 +309,11 @@ comfyws_wait(struct genqd *g, int extra_fd, int timeout_ms, bool *extra_ready)
 
 		if (fds[i].revents == 0)
 			continue;
-		if ((c = conns[i]) == NULL) {
-			*extra_ready = true;
+		if (i < nextra) {
+			ready[i] = true;
 			continue;
 		}
+		c = conns[i];
 		before = ws_status(c->ws);
 		after = ws_handle(c->ws, fds[i].revents, err, sizeof err);
 		if (after == WS_FAILED)

@@ -24,9 +24,11 @@ void comfyws_tick(struct genqd *g, int64_t now);
 /* When comfyws_tick next has something to do (monotonic µs). */
 int64_t comfyws_next_deadline(const struct genqd *g);
 
-/* The loop's wait: like http_wait (extra_fd, -1 for none, readable sets
- * *extra_ready), and the streams' sockets are served as they get ready. */
-void comfyws_wait(struct genqd *g, int extra_fd, int timeout_ms, bool *extra_ready);
+/* The loop's wait: like http_wait, with nextra descriptors of the caller's
+ * (-1 for none; ready[i] says extra_fds[i] became readable), and the
+ * streams' sockets are served as they get ready. */
+void comfyws_wait(struct genqd *g, const int *extra_fds, size_t nextra, int timeout_ms,
+    bool *ready);
 
 /* Is the stream to backend_id open? */
 bool comfyws_up(const struct genqd *g, uint64_t backend_id);

@@ -4,9 +4,11 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "committer.h"
 #include "config.h"
 #include "db.h"
 #include "genqd.h"
@@ -73,15 +75,26 @@ enum verdict { V_SUCCEEDED, V_FAILED, V_CANCELED, V_RETRY };
 static const char *const verdict_status[] = { "succeeded", "failed", "canceled", "queued" };
 static const char *const verdict_outcome[] = { "succeeded", "failed", "canceled", "retry" };
 
+/* What became of an attempt handed to the committer. */
+enum finish_result {
+	F_COMMITTED,               /* its end is recorded */
+	F_STALE,                   /* the job was no longer this attempt's: nothing written */
+	F_DEFERRED,                /* not recorded (database away, sync failed): retry later */
+};
+
+/* One ended attempt of a batch. The committer's thread reads the run's
+ * outcome and identity (r->out, seq, prompt_id, queue, attempt, backend
+ * id), which the loop leaves alone while the run is RUN_COMMITTING, and
+ * writes only here. */
 struct finish {
-	struct genqd *g;
+	struct genqd *g;           /* for its id and actor only (fixed at start) */
 	struct run *r;
 	int64_t backoff_ms;        /* chosen once, so a rerun decides the same */
 	/* Results, valid after a commit. */
 	enum verdict verdict;
 	int64_t held, charged;
 	char reason[GQD_MSG_MAX + 64];
-	bool stale;                /* the job was no longer this attempt's */
+	enum finish_result result;
 	/* The job row, as locked by lock_batch. */
 	bool ours;                 /* running this attempt's prompt, claimed by us */
 	uint64_t user_id;
@@ -123,12 +136,13 @@ struct price {
 #define FINISH_BATCH_MAX SQL_ROWS_MAX
 
 struct batch {
-	struct genqd *g;
+	struct genqd *g;             /* for its id, actor and output dir only */
 	struct finish *f;            /* n ended runs */
 	size_t n;
-	struct run **marks;          /* nmarks runs whose submit is to be noted */
+	/* Copies, not runs: the loop goes on with those runs meanwhile. */
+	char (*marks)[GQ_UUID_LEN];  /* nmarks prompts whose submit is to be noted */
 	size_t nmarks;
-	struct run **prog;           /* nprog runs whose progress is to be written */
+	struct progress_note *prog;  /* nprog progress values to write */
 	size_t nprog;
 	/* Per transaction: */
 	struct price prices[PRICES_MAX];
@@ -566,7 +580,7 @@ static struct sql_rows sql_submitted = SQL_ROWS_INIT(
     "WHERE submitted_at IS NULL AND prompt_id IN (", "?", ")");
 
 static int
-note_submitted(struct db *db, struct run **v, size_t n)
+note_submitted(struct db *db, char (*prompt_ids)[GQ_UUID_LEN], size_t n)
 {
 	struct db_stmt *st;
 	int rc;
@@ -574,7 +588,7 @@ note_submitted(struct db *db, struct run **v, size_t n)
 	if ((st = sql_rows_prepare(db, &sql_submitted, n, &rc)) == NULL)
 		return rc;
 	for (size_t i = 0; i < n; i++)
-		db_bind_str(st, (unsigned)i, v[i]->prompt_id);
+		db_bind_str(st, (unsigned)i, prompt_ids[i]);
 	return db_exec(st);
 }
 
@@ -591,11 +605,11 @@ batch_txn(struct db *db, void *arg)
 	for (size_t i = 0; i < bt->n; i++) {
 		struct finish *f = &bt->f[i];
 
-		f->stale = false;
+		f->result = F_COMMITTED;
 		f->settle = false;
 		rc = finish_one(db, bt, f);
 		if (rc == FINISH_STALE)
-			f->stale = true;        /* nothing written for it; go on */
+			f->result = F_STALE;    /* nothing written for it; go on */
 		else if (rc != DB_OK)
 			return rc;
 	}
@@ -606,16 +620,91 @@ batch_txn(struct db *db, void *arg)
 	if (bt->nmarks > 0 && (rc = note_submitted(db, bt->marks, bt->nmarks)) != DB_OK)
 		return rc;
 	for (size_t i = 0; i < bt->nprog; i++)
-		if ((rc = run_progress_write(db, bt->prog[i])) != DB_OK)
+		if ((rc = run_progress_write(db, &bt->prog[i])) != DB_OK)
 			return rc;
 	return DB_OK;
 }
+
+/* A batch as handed to the committer, with room for its copies. One per
+ * genqd, reused: the committer has at most one batch in hand. */
+struct finishing {
+	struct batch bt;
+	bool sync;                   /* sync the output store before committing */
+	struct finish f[FINISH_BATCH_MAX];
+	char marks[FINISH_BATCH_MAX][GQ_UUID_LEN];
+	struct progress_note prog[FINISH_BATCH_MAX];
+};
+
+/* ---- in the committer's thread ----------------------------------- */
+
+/* syncfs() on the output store. */
+static int
+sync_outputs(const char *output_dir)
+{
+	int fd, rc;
+
+	if ((fd = open(output_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	rc = syncfs(fd);
+	close(fd);
+	return rc;
+}
+
+static void
+defer_all(struct batch *bt)
+{
+	for (size_t i = 0; i < bt->n; i++)
+		bt->f[i].result = F_DEFERRED;
+}
+
+/* committer_fn: the batch's transaction. Each attempt's result says what
+ * became of it; db is NULL while the database cannot be reached. */
+static int
+commit_batch(struct db *db, void *arg)
+{
+	struct finishing *fin = arg;
+	struct batch *bt = &fin->bt;
+	int rc;
+
+	defer_all(bt);
+	if (db == NULL)
+		return DB_GONE;
+	/* Output files are written and renamed without a sync each
+	 * (outputs.c): one sync of the file system here makes every one of
+	 * the batch durable before any job says succeeded. */
+	if (fin->sync && sync_outputs(bt->g->cfg->output_dir) < 0) {
+		log_error("output_sync_failed", "error=\"%s\"", strerror(errno));
+		return DB_OK;
+	}
+	if ((rc = db_txn(db, batch_txn, bt)) == DB_OK)
+		return DB_OK;
+	defer_all(bt);
+	committer_log_failure(db, rc, "finish_batch");
+	if (rc == DB_GONE || bt->n <= 1)
+		return rc;
+	/* Not the connection: maybe one attempt the database refuses. Each
+	 * on its own then, so it cannot hold the others back. */
+	for (size_t i = 0; i < bt->n; i++) {
+		struct batch one = { .g = bt->g, .f = &bt->f[i], .n = 1 };
+
+		if ((rc = db_txn(db, batch_txn, &one)) != DB_OK) {
+			bt->f[i].result = F_DEFERRED;
+			committer_log_failure(db, rc, "finish");
+			if (rc == DB_GONE)
+				return rc;
+		}
+	}
+	return DB_OK;
+}
+
+/* ---- in the loop ------------------------------------------------- */
 
 static void
 defer(struct genqd *g, struct run *r)
 {
 	int64_t wait = COMMIT_RETRY_MIN_US << (r->tries < 6 ? r->tries : 6);
 
+	(void)g;
 	if (wait > COMMIT_RETRY_MAX_US)
 		wait = COMMIT_RETRY_MAX_US;
 	r->tries++;
@@ -623,49 +712,69 @@ defer(struct genqd *g, struct run *r)
 	run_log(warn, "job_finish_deferred", r, " tries=%d", r->tries);
 }
 
-/* syncfs() on the output store when a run of the batch stored files. */
-static int
-sync_outputs(struct genqd *g, const struct finish *f, size_t n)
+/* Did one of the ended attempts store files? */
+static bool
+stored_files(const struct finish *f, size_t n)
 {
-	bool files = false;
-	int fd, rc;
-
-	for (size_t i = 0; i < n && !files; i++) {
+	for (size_t i = 0; i < n; i++) {
 		const struct outcome *o = &f[i].r->out;
+
 		if (o->kind == OUTCOME_SUCCEEDED)
 			for (size_t k = 0; k < o->noutputs; k++)
-				files = files || o->outputs[k].text == NULL;
+				if (o->outputs[k].text == NULL)
+					return true;
 	}
-	if (!files)
-		return 0;
-	if ((fd = open(g->cfg->output_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		return -1;
-	rc = syncfs(fd);
-	close(fd);
-	return rc;
+	return false;
 }
 
-void
-finish_flush(struct genqd *g, int64_t now)
+/* The committer is done with the batch: act on what became of each run. */
+static void
+take_results(struct genqd *g)
 {
-	struct finish f[FINISH_BATCH_MAX];
-	struct run *marks[FINISH_BATCH_MAX], *prog[FINISH_BATCH_MAX];
-	struct batch bt = { .g = g, .f = f, .marks = marks, .prog = prog };
+	struct batch *bt = &g->finishing->bt;
+
+	for (size_t i = 0; i < bt->n; i++) {
+		struct finish *f = &bt->f[i];
+		struct run *r = f->r;
+
+		r->state = RUN_ENDED;
+		switch (f->result) {
+		case F_DEFERRED:
+			defer(g, r);
+			continue;
+		case F_STALE:
+			run_log(warn, "job_finish_stale", r,
+			    " note=\"the job changed under this attempt\"");
+			break;
+		case F_COMMITTED:
+			log_verdict(f);
+			if (f->verdict != V_RETRY)
+				g->deps_due = true;     /* a parent may have ended: deps.c looks soon */
+			break;
+		}
+		run_release(g, r);
+	}
+	bt->n = bt->nmarks = bt->nprog = 0;
+}
+
+/* Gather what is due into the batch; false when there is nothing. */
+static bool
+gather(struct genqd *g, struct finishing *fin, int64_t now)
+{
+	struct batch *bt = &fin->bt;
 	size_t ended = 0;
 	bool full = false;
-	int rc;
 
-	if (!gqd_db_ready(g))
-		return;
+	bt->n = bt->nmarks = bt->nprog = 0;
 	/* Enough ended attempts for a good batch: no need to wait for more. */
 	for (struct run *r = g->runs; r != NULL && !full; r = r->next)
 		full = r->state == RUN_ENDED && r->tries == 0 && ++ended >= FINISH_GATHER_MIN;
 	for (struct run *r = g->runs; r != NULL; r = r->next) {
-		if (r->state == RUN_DEAD)
+		if (r->state == RUN_DEAD || r->state == RUN_COMMITTING)
 			continue;
 		if (r->state == RUN_ENDED && (r->next_at <= now || (full && r->tries == 0)) &&
-		    bt.n < FINISH_BATCH_MAX) {
-			struct finish *x = &f[bt.n++];
+		    bt->n < FINISH_BATCH_MAX) {
+			struct finish *x = &fin->f[bt->n++];
 
 			memset(x, 0, sizeof *x);
 			x->g = g;
@@ -673,73 +782,86 @@ finish_flush(struct genqd *g, int64_t now)
 			/* Chosen once, so a rerun of the transaction decides the same. */
 			x->backoff_ms = policy_backoff_ms(r->attempt, gq_random_u32());
 		}
-		/* An ended run's acceptance is written with its end. */
-		if (r->submit_noted && r->state != RUN_ENDED && bt.nmarks < FINISH_BATCH_MAX)
-			marks[bt.nmarks++] = r;
-		/* Progress of a run that ended is moot: its end says it all. */
-		if (r->progress_noted && r->state == RUN_ACTIVE && now >= r->progress_write_at &&
-		    bt.nprog < FINISH_BATCH_MAX)
-			prog[bt.nprog++] = r;
-	}
-	if (bt.n == 0 && bt.nmarks == 0 && bt.nprog == 0)
-		return;
-	/* Output files are written and renamed without a sync each
-	 * (outputs.c): one sync of the file system here makes every one of
-	 * the batch durable before any job says succeeded. */
-	if (sync_outputs(g, f, bt.n) < 0) {
-		log_error("output_sync_failed", "error=\"%s\"", strerror(errno));
-		for (size_t i = 0; i < bt.nmarks; i++)
-			marks[i]->submit_noted = false;
-		for (size_t i = 0; i < bt.nprog; i++)
-			prog[i]->progress_noted = false;
-		for (size_t i = 0; i < bt.n; i++)
-			defer(g, f[i].r);
-		return;
-	}
-	rc = db_txn(g->db, batch_txn, &bt);
-	/* The submit marks and progress are informative only: one try, never
-	 * retried. */
-	for (size_t i = 0; i < bt.nmarks; i++)
-		marks[i]->submit_noted = false;
-	for (size_t i = 0; i < bt.nprog; i++)
-		prog[i]->progress_noted = false;
-	if (rc != DB_OK && rc != DB_GONE && bt.n > 1) {
-		/* Not the connection: maybe one attempt the database refuses.
-		 * Each on its own then, so it cannot hold the others back. */
-		gqd_db_failed(g, rc, "finish_batch");
-		for (size_t i = 0; i < bt.n; i++) {
-			struct batch one = { .g = g, .f = &f[i], .n = 1 };
-
-			if (!gqd_db_ready(g) || (rc = db_txn(g->db, batch_txn, &one)) != DB_OK) {
-				if (gqd_db_ready(g))
-					gqd_db_failed(g, rc, "finish");
-				defer(g, f[i].r);
-				f[i].r = NULL;
-			}
+		/* The submit marks and progress are informative only: one try,
+		 * never retried. An ended run's acceptance is written with its
+		 * end; progress of a run that ended is moot. */
+		if (r->submit_noted && r->state != RUN_ENDED && bt->nmarks < FINISH_BATCH_MAX) {
+			memcpy(fin->marks[bt->nmarks++], r->prompt_id, GQ_UUID_LEN);
+			r->submit_noted = false;
 		}
-		rc = DB_OK;
+		if (r->progress_noted && r->state == RUN_ACTIVE && now >= r->progress_write_at &&
+		    bt->nprog < FINISH_BATCH_MAX) {
+			fin->prog[bt->nprog++] = (struct progress_note){ r->seq, { 0 }, r->progress,
+			    r->no_webhook };
+			memcpy(fin->prog[bt->nprog - 1].prompt_id, r->prompt_id, GQ_UUID_LEN);
+			r->progress_noted = false;
+		}
 	}
-	if (rc != DB_OK) {
-		gqd_db_failed(g, rc, "finish");
-		for (size_t i = 0; i < bt.n; i++)
-			defer(g, f[i].r);
+	fin->sync = stored_files(fin->f, bt->n);
+	return bt->n > 0 || bt->nmarks > 0 || bt->nprog > 0;
+}
+
+void
+finish_flush(struct genqd *g, int64_t now)
+{
+	struct finishing *fin = g->finishing;
+
+	if (fin != NULL && committer_done(g->committer))
+		take_results(g);
+	if (committer_busy(g->committer))
+		return;             /* the next batch gathers meanwhile */
+	if (fin == NULL) {
+		if ((fin = calloc(1, sizeof *fin)) == NULL) {
+			log_error("out_of_memory", "step=finish");
+			return;
+		}
+		fin->bt = (struct batch){ .g = g, .f = fin->f, .marks = fin->marks,
+		    .prog = fin->prog };
+		g->finishing = fin;
+	}
+	if (!gather(g, fin, now))
 		return;
-	}
-	for (size_t i = 0; i < bt.n; i++) {
-		struct run *r = f[i].r;
+	/* Left alone by the loop until collect: see struct finish. */
+	for (size_t i = 0; i < fin->bt.n; i++)
+		fin->f[i].r->state = RUN_COMMITTING;
+	committer_post(g->committer, commit_batch, fin);
+}
 
-		if (r == NULL)
-			continue;               /* deferred above */
+int64_t
+finish_next_deadline(const struct genqd *g)
+{
+	int64_t next = INT64_MAX;
 
-		if (f[i].stale)
-			run_log(warn, "job_finish_stale", r,
-			    " note=\"the job changed under this attempt\"");
-		else
-			log_verdict(&f[i]);
-		if (!f[i].stale && f[i].verdict != V_RETRY)
-			g->deps_due = true;     /* a parent may have ended: deps.c looks soon */
-		run_release(g, r);
+	/* A batch in hand: the committer's fd wakes the loop when it is back,
+	 * and the next one gathers meanwhile. */
+	if (committer_busy(g->committer))
+		return INT64_MAX;
+	for (const struct run *r = g->runs; r != NULL; r = r->next)
+		if (r->state == RUN_ENDED && r->next_at < next)
+			next = r->next_at;
+	return next;
+}
+
+void
+finish_drain(struct genqd *g)
+{
+	/* Twice: what ended while the first batch committed goes too. A run
+	 * whose end still cannot be recorded stays running, and is handed
+	 * back (finish_hand_back) for recovery to decide. */
+	for (int pass = 0; pass < 2; pass++) {
+		committer_wait(g->committer);
+		finish_flush(g, INT64_MAX);   /* takes the results, sends what is left */
 	}
+	committer_wait(g->committer);
+	if (committer_done(g->committer))
+		take_results(g);
+}
+
+void
+finish_free(struct genqd *g)
+{
+	free(g->finishing);
+	g->finishing = NULL;
 }
 
 void

@@ -1,12 +1,16 @@
-/* genqd: the dispatcher daemon's shared types. One process, one thread, one
- * event loop (main.c): it claims queued jobs for the backends it holds a
- * lease on, submits them, follows each attempt to its end, stores outputs,
- * and records every transition in the database. Modules:
+/* genqd: the dispatcher daemon's shared types. One process, one event loop
+ * (main.c): it claims queued jobs for the backends it holds a lease on,
+ * submits them, follows each attempt to its end, stores outputs, and
+ * records every transition in the database. Claims and the ends of
+ * attempts are committed by two threads of their own, each on its own
+ * connection (committer.c), so the loop goes on meanwhile. Modules:
  *   main.c      arguments, signals, the loop and its timers
  *   backend.c   the backend table, backend leases, health
- *   claim.c     taking queued jobs (the claim transaction)
+ *   claim.c     taking queued jobs (the claim transaction, in a thread)
  *   run.c       the attempts this genqd drives, in memory
  *   finish.c    ending an attempt: terminal states, retries, the ledger
+ *   committer.c a thread with a connection of its own, for claim.c's and
+ *               finish.c's transactions
  *   sweep.c     timers: cancel requests, timeouts, ttl expiry, job leases
  *   deps.c      `after`: waiting jobs released or failed; parent outputs
  *   retention.c deleting outputs older than the retention period
@@ -43,6 +47,9 @@ struct run;
 struct fetch;
 struct webhooks;
 struct comfyws;
+struct committer;
+struct finishing;
+struct claim;
 
 /* A backend type's protocol: the only code that differs between ComfyUI and
  * (later) OpenAI-style servers. Every function starts work and returns; the
@@ -88,6 +95,7 @@ struct backend {
 	int vacated;                /* of those, runs whose prompt the backend is
 	                             * done with (fetching outputs, committing) */
 	int64_t next_claim_at;      /* monotonic µs */
+	bool claiming;              /* in the claim in flight (claim.c) */
 
 	int fail_count;             /* consecutive failed requests */
 	int64_t first_fail_at;      /* monotonic µs of the first of them */
@@ -126,6 +134,7 @@ enum run_state {
 	RUN_STOPPING,    /* a cancel or timeout is being carried out on the backend */
 	RUN_FETCHING,    /* it succeeded; outputs are being stored */
 	RUN_ENDED,       /* r->out is final; waiting for its transaction to commit */
+	RUN_COMMITTING,  /* in the committer's hands: the loop must not change it */
 	RUN_DEAD,        /* done with; freed by run_reap */
 };
 
@@ -192,6 +201,11 @@ struct genqd {
 	bool recover_now;                /* a lease was just taken: look for orphans */
 	struct webhooks *webhooks;       /* webhook.c's state, NULL until first used */
 	struct comfyws *comfyws;         /* comfyws.c's event streams, NULL until first used */
+	struct committer *committer;     /* commits finish.c's batches (committer.h) */
+	struct committer *claimer;       /* runs claim.c's transactions */
+	struct claim *claim;             /* the claim in flight, NULL when none */
+	bool claim_hold;                 /* recovery waits for it: no new claim */
+	struct finishing *finishing;     /* finish.c's batch, NULL until first used */
 	bool stopping;                   /* SIGTERM: no new work */
 	int64_t stop_deadline;
 };
@@ -236,8 +250,15 @@ void backend_release_all(struct genqd *g);
 void backend_free_all(struct genqd *g);
 
 /* ---- claim.c ---- */
-/* Claim jobs for every backend with room whose claim time has come. */
+/* Take up the claim in flight when it is back (launch its jobs), then
+ * post one for every backend with room whose claim time has come. Call
+ * every turn, stopping or not. */
 void claim_due(struct genqd *g, int64_t now);
+/* Is a claim in flight? */
+bool claim_pending(const struct genqd *g);
+/* Shutdown: wait for the claim in flight; its jobs stay running, owned by
+ * this genqd, for finish_hand_back. */
+void claim_drain(struct genqd *g);
 /* Make every backend claim at the next turn of the loop. */
 void claim_soon(struct genqd *g);
 /* When the next claim is due (monotonic µs; INT64_MAX when none). */
@@ -277,8 +298,15 @@ struct run *run_find(struct genqd *g, uint64_t seq);
  * progress webhook by the next finish_flush; best effort (a later report,
  * or the job's end, says it again). */
 void run_progress(struct genqd *g, struct run *r, double value);
-/* Write r's noted progress inside the caller's transaction. */
-int run_progress_write(struct db *db, struct run *r);
+/* A noted progress, as copied for the committer's thread. */
+struct progress_note {
+	uint64_t seq;
+	char prompt_id[GQ_UUID_LEN];
+	double value;
+	bool no_webhook;
+};
+/* Write a noted progress inside the caller's transaction. */
+int run_progress_write(struct db *db, const struct progress_note *p);
 /* Poll the runs whose time has come; retry pending commits. */
 void run_tick(struct genqd *g, int64_t now);
 /* Earliest next_at of the runs (INT64_MAX when none). */
@@ -296,9 +324,16 @@ void run_end(struct genqd *g, struct run *r);
 /* Shorthand: end r as failed with code and a formatted message. */
 void run_fail(struct genqd *g, struct run *r, const char *code, bool retryable,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-/* Commit the attempts that ended (RUN_ENDED, due) and the pending submit
- * marks, many in one transaction; the loop calls it before claiming. */
+/* Take the committer's results (runs released, or their commit deferred),
+ * then hand it the attempts that ended (RUN_ENDED, due), the pending submit
+ * marks and progress, many in one transaction; the loop calls it every
+ * turn, before claiming. */
 void finish_flush(struct genqd *g, int64_t now);
+/* When finish_flush next has something to do (monotonic µs). */
+int64_t finish_next_deadline(const struct genqd *g);
+/* Shutdown: wait for the committer and commit what ended since. */
+void finish_drain(struct genqd *g);
+void finish_free(struct genqd *g);
 /* Hand every running job of this genqd back (claimed_by NULL, lease over),
  * all of them or only those on backend_id (when non-zero). */
 int finish_hand_back(struct genqd *g, uint64_t backend_id);

@@ -11,6 +11,7 @@ GENQD_SOURCES = \
 	daemon/comfydrv.c \
 	daemon/comfyevt.c daemon/comfyevt.h \
 	daemon/comfyws.c daemon/comfyws.h \
+	daemon/committer.c daemon/committer.h \
 	daemon/deps.c \
 	daemon/finish.c \
 	daemon/http.c daemon/http.h \
@@ -29,7 +30,9 @@ GENQD_SOURCES = \
 	daemon/ws.c daemon/ws.h
 
 genqd_SOURCES = daemon/main.c $(GENQD_SOURCES)
-genqd_CFLAGS = $(AM_CFLAGS) $(GENQ_LIB_CFLAGS) $(CURL_CFLAGS) $(WSLAY_CFLAGS) $(SYSTEMD_CFLAGS)
+genqd_CFLAGS = $(AM_CFLAGS) -pthread $(GENQ_LIB_CFLAGS) $(CURL_CFLAGS) $(WSLAY_CFLAGS) \
+	$(SYSTEMD_CFLAGS)
+genqd_LDFLAGS = -pthread
 genqd_LDADD = $(GENQ_LIB_LIBS) $(CURL_LIBS) $(CRYPTO_LIBS) $(WSLAY_LIBS) $(SYSTEMD_LIBS)
 
 # Unit tests of the pure parts: the ComfyUI protocol, names and types of

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "aging.h"
 #include "comfyws.h"
+#include "committer.h"
 #include "db.h"
 #include "genqd.h"
 #include "gqtime.h"
@@ -222,9 +223,15 @@ run_timers(struct genqd *g, struct timers *t, int64_t now)
 	if (gqd_db_ready(g))
 		backend_leases(g, now);
 	if (gqd_db_ready(g) && !g->stopping && (now >= t->recover_at || g->recover_now)) {
-		g->recover_now = false;
-		recover_tick(g);
-		t->recover_at = now + RECOVER_EVERY_US;
+		/* The jobs a claim in flight started are running with no run
+		 * here yet: recovery would take them for orphans. It waits for
+		 * the claim to come back, and no claim starts until it ran. */
+		g->claim_hold = claim_pending(g);
+		if (!g->claim_hold) {
+			g->recover_now = false;
+			recover_tick(g);
+			t->recover_at = now + RECOVER_EVERY_US;
+		}
 	}
 	if (gqd_db_ready(g) && now >= t->sweep_at) {
 		sweep_tick(g, now);
@@ -238,12 +245,10 @@ run_timers(struct genqd *g, struct timers *t, int64_t now)
 	finish_flush(g, now);
 	if (gqd_db_ready(g) && !g->stopping)
 		deps_tick(g, now);
-	if (gqd_db_ready(g) && !g->stopping) {
-		claim_due(g, now);
-		/* The prompts just claimed go out now, not after the rest of
-		 * this turn's database work: an idle backend starts sooner. */
-		http_send(g->http);
-	}
+	claim_due(g, now);
+	/* The prompts just launched go out now, not after the rest of this
+	 * turn's work: an idle backend starts sooner. */
+	http_send(g->http);
 	if (gqd_db_ready(g) && !g->stopping)
 		webhook_tick(g, now);
 	/* After the claim: a wake-up (a new job, often) reloads the backends
@@ -296,7 +301,10 @@ loop(struct genqd *g)
 #endif
 	for (;;) {
 		int64_t next;
-		bool woken = false;
+		/* The wake-up socket, and the threads' ends of a batch or a
+		 * claim (which the next turn's finish_flush, claim_due take up). */
+		int fds[3] = { g->wake_fd, committer_fd(g->committer), committer_fd(g->claimer) };
+		bool ready[3];
 
 		http_perform(g->http);
 		run_reap(g);
@@ -309,13 +317,14 @@ loop(struct genqd *g)
 			got_hup = 0;
 			reload_config(g);
 		}
-		if (g->stopping && (g->nruns == 0 || now >= g->stop_deadline))
+		if (g->stopping && ((g->nruns == 0 && !claim_pending(g)) || now >= g->stop_deadline))
 			break;
 		run_timers(g, &t, now);
 		run_reap(g);
 
 		next = now + WAIT_MAX_MS * US_PER_MS;
 		next = min64(next, run_next_deadline(g));
+		next = min64(next, finish_next_deadline(g));
 		next = min64(next, comfyws_next_deadline(g));
 		if (gqd_db_ready(g) && !g->stopping) {
 			next = min64(next, claim_next_deadline(g));
@@ -324,9 +333,8 @@ loop(struct genqd *g)
 		if (g->stopping)
 			next = min64(next, g->stop_deadline);
 		now = gq_mono_us();
-		comfyws_wait(g, g->wake_fd, next > now ? (int)((next - now + 999) / 1000) : 0,
-		    &woken);
-		if (woken) {
+		comfyws_wait(g, fds, 3, next > now ? (int)((next - now + 999) / 1000) : 0, ready);
+		if (ready[0]) {
 			wake_drain(g->wake_fd);
 			claim_soon(g);
 			t.reload_at = min64(t.reload_at, t.last_reload + RELOAD_MIN_US);
@@ -337,13 +345,15 @@ loop(struct genqd *g)
 static void
 shut_down(struct genqd *g)
 {
-	size_t left = g->nruns;
+	size_t left;
 
+	claim_drain(g);                     /* its jobs are handed back below */
+	finish_drain(g);                    /* what ended is recorded, not handed back */
+	run_reap(g);
+	left = g->nruns;
 	if (gqd_db_ready(g)) {
-		int handed;
+		int handed = finish_hand_back(g, 0);
 
-		finish_flush(g, INT64_MAX);     /* what ended is recorded, not handed back */
-		handed = finish_hand_back(g, 0);
 		backend_release_all(g);
 		log_info("shutdown_done", "handed_back=%d unfinished=%zu", handed, left);
 	} else {
@@ -426,12 +436,21 @@ main(int argc, char **argv)
 	log_info("start", "id=%s config=%s wake_socket=%s output_dir=%s", g.id, g.config_path,
 	    g.wake_fd >= 0 ? cfg.wake_socket : "-", cfg.output_dir);
 	db_maintain(&g, gq_mono_us());
+	if ((g.committer = committer_new(&cfg, err, sizeof err)) == NULL ||
+	    (g.claimer = committer_new(&cfg, err, sizeof err)) == NULL) {
+		fprintf(stderr, "genqd: cannot start a database thread: %s\n", err);
+		goto out;
+	}
 	notify("READY=1");
 
 	loop(&g);
 	shut_down(&g);
 	rc = 0;
 out:
+	claim_drain(&g);
+	committer_free(g.claimer);
+	committer_free(g.committer);      /* before the runs its batch points to */
+	finish_free(&g);
 	for (struct run *r = g.runs; r != NULL; r = r->next)
 		run_release(&g, r);
 	run_reap(&g);

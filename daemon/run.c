@@ -109,13 +109,14 @@ run_find(struct genqd *g, uint64_t seq)
 	return NULL;
 }
 
-/* Does r wait on a timer (rather than on a request in flight)? */
+/* Does r wait on a timer (rather than on a request in flight)? Ended
+ * runs wait for finish_flush (finish_next_deadline). */
 static bool
 waits_on_timer(const struct run *r)
 {
 	if (r->req != NULL || r->submitting)
 		return false;
-	return r->state == RUN_ACTIVE || r->state == RUN_FETCHING || r->state == RUN_ENDED;
+	return r->state == RUN_ACTIVE || r->state == RUN_FETCHING;
 }
 
 void
@@ -132,8 +133,6 @@ run_tick(struct genqd *g, int64_t now)
 		case RUN_FETCHING:
 			outputs_poll(g, r);
 			break;
-		case RUN_ENDED:
-			break;          /* finish_flush commits it */
 		default:
 			break;
 		}
@@ -152,21 +151,21 @@ run_next_deadline(const struct genqd *g)
 }
 
 int
-run_progress_write(struct db *db, struct run *r)
+run_progress_write(struct db *db, const struct progress_note *p)
 {
 	struct db_stmt *st = db_prepare(db, SQL_PROGRESS);
 	int rc;
 
 	if (st == NULL)
 		return db_last_status(db);
-	db_bind_double(st, 0, r->progress);
-	db_bind_i64(st, 1, (int64_t)r->seq);
-	db_bind_str(st, 2, r->prompt_id);
+	db_bind_double(st, 0, p->value);
+	db_bind_i64(st, 1, (int64_t)p->seq);
+	db_bind_str(st, 2, p->prompt_id);
 	if ((rc = db_exec(st)) != DB_OK)
 		return rc;
-	if (db_affected_rows(st) != 1 || r->no_webhook)
+	if (db_affected_rows(st) != 1 || p->no_webhook)
 		return DB_OK;                 /* ended meanwhile, no change, or no webhook */
-	return job_progress_notify(db, r->seq);
+	return job_progress_notify(db, p->seq);
 }
 
 void

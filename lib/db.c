@@ -215,6 +215,18 @@ db_close(struct db *db)
 	free(db);
 }
 
+void
+db_thread_begin(void)
+{
+	mysql_thread_init();
+}
+
+void
+db_thread_end(void)
+{
+	mysql_thread_end();
+}
+
 int
 db_reconnect(struct db *db)
 {

@@ -30,6 +30,12 @@ enum db_status {
 struct db *db_open(const struct genq_config *cfg, char *err, size_t errlen);
 void db_close(struct db *db);
 
+/* A thread other than the main one that uses a connection of its own
+ * calls db_thread_begin before its first db_open and db_thread_end when
+ * it is done (the client library keeps per-thread state). */
+void db_thread_begin(void);
+void db_thread_end(void);
+
 /* Drop the connection and make a new one (statements are re-prepared lazily). */
 int db_reconnect(struct db *db);
 

@@ -10,19 +10,22 @@ const char *
 sql_rows(struct sql_rows *t, unsigned n)
 {
 	size_t head, row, tail, len;
-	char *p;
+	char *p, *text, *winner = NULL;
 
 	if (n == 0 || n > SQL_ROWS_MAX)
 		return NULL;
-	if (t->text[n] != NULL)
-		return t->text[n];
+	/* genqd builds texts from two threads (its loop and its committer):
+	 * a text is published whole, once; a thread that loses the race
+	 * drops its copy and uses the winner's. */
+	if ((p = __atomic_load_n(&t->text[n], __ATOMIC_ACQUIRE)) != NULL)
+		return p;
 	head = strlen(t->head);
 	row = strlen(t->row);
 	tail = strlen(t->tail);
 	len = head + n * row + (n - 1) * 2 + tail;
-	if ((p = malloc(len + 1)) == NULL)
+	if ((text = malloc(len + 1)) == NULL)
 		return NULL;
-	t->text[n] = p;
+	p = text;
 	memcpy(p, t->head, head);
 	p += head;
 	for (unsigned i = 0; i < n; i++) {
@@ -35,7 +38,12 @@ sql_rows(struct sql_rows *t, unsigned n)
 	}
 	memcpy(p, t->tail, tail);
 	p[tail] = '\0';
-	return t->text[n];
+	if (!__atomic_compare_exchange_n(&t->text[n], &winner, text, false, __ATOMIC_ACQ_REL,
+	    __ATOMIC_ACQUIRE)) {
+		free(text);
+		return winner;
+	}
+	return text;
 }
 
 struct db_stmt *

@@ -4,7 +4,8 @@
  * saves a round trip per row, but its text depends on the row count, and
  * db_prepare caches statements by the address of their text. A sql_rows
  * holds one text per count, built on first use and kept for the life of
- * the process, so each count is prepared once per connection. */
+ * the process, so each count is prepared once per connection. Safe to use
+ * from several threads (genqd commits from a thread of its own). */
 #ifndef GENQ_SQLROWS_H
 #define GENQ_SQLROWS_H
 

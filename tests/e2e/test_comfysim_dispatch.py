@@ -38,8 +38,14 @@ class ComfysimDispatchTest(StackTestCase):
             self.assertIn("comfysim", stats["system"]["python_version"])
 
     def test_jobs_succeed_with_the_files_the_simulators_wrote_each_prompt_once(self):
+        # Queued first, then genqd starts: its claim shares the jobs out one
+        # per backend per round, so both simulators take some however fast
+        # each finishes (submitted one by one to a running genqd, instant
+        # prompts could all go to the first backend while it keeps up).
+        self.stack.stop("genqd")
         ids = [self.submit(self.key, load_workflow(text=f"comfysim dispatch {n}"))["id"]
                for n in range(JOBS)]
+        self.stack.start_genqd()
         deadline = time.monotonic() + 45
         done = {}
         while len(done) < JOBS and time.monotonic() < deadline:

@@ -1,0 +1,244 @@
+#include "autoconf.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "committer.h"
+#include "db.h"
+#include "gqtime.h"
+#include "log.h"
+
+#define BACKOFF_MIN_MS 250
+#define BACKOFF_MAX_MS 10000
+
+struct committer {
+	const struct genq_config *cfg;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;         /* a job was posted, or quit */
+	pthread_cond_t ended;        /* the job ended */
+	int done_fd;                 /* eventfd: counts ended jobs for the loop's poll */
+
+	/* Under lock: */
+	committer_fn fn;             /* the posted job; NULL once taken up */
+	void *arg;
+	bool running;                /* the thread took the job and works on it */
+	bool finished;               /* it ended; not yet collected */
+	bool quit;
+
+	/* The loop's own: */
+	bool busy;                   /* posted and not yet collected */
+
+	/* The thread's own: */
+	struct db *db;
+	bool db_lost;
+	int backoff_ms;
+	int64_t connect_at;          /* no new connection before (monotonic µs) */
+};
+
+/* The thread's connection, made or remade when needed; NULL while the
+ * database cannot be reached (tries spaced by a growing backoff). */
+static struct db *
+connection(struct committer *c)
+{
+	int64_t now = gq_mono_us();
+	char err[256] = "";
+
+	if (c->db != NULL && !c->db_lost)
+		return c->db;
+	if (now < c->connect_at)
+		return NULL;
+	if (c->db == NULL)
+		c->db = db_open(c->cfg, err, sizeof err);
+	else if (db_reconnect(c->db) == DB_OK)
+		c->db_lost = false;
+	if (c->db != NULL && !c->db_lost) {
+		log_info("committer_db_connected", "backoff_ms=%d", c->backoff_ms);
+		c->backoff_ms = 0;
+		return c->db;
+	}
+	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN_MS;
+	if (c->backoff_ms > BACKOFF_MAX_MS)
+		c->backoff_ms = BACKOFF_MAX_MS;
+	c->connect_at = now + (int64_t)c->backoff_ms * 1000;
+	log_warn("committer_db_connect_failed", "retry_in_ms=%d error=\"%s\"", c->backoff_ms,
+	    log_q(c->db != NULL ? db_error(c->db) : err));
+	return NULL;
+}
+
+static void *
+thread_main(void *arg)
+{
+	struct committer *c = arg;
+
+	db_thread_begin();
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		committer_fn fn;
+		void *job;
+		struct db *db;
+		uint64_t one = 1;
+
+		while (c->fn == NULL && !c->quit)
+			pthread_cond_wait(&c->wake, &c->lock);
+		if (c->fn == NULL)
+			break;                  /* quit, nothing posted */
+		fn = c->fn;
+		job = c->arg;
+		c->fn = NULL;
+		c->running = true;
+		pthread_mutex_unlock(&c->lock);
+
+		db = connection(c);
+		if (fn(db, job) == DB_GONE && db != NULL)
+			c->db_lost = true;
+
+		pthread_mutex_lock(&c->lock);
+		c->running = false;
+		c->finished = true;
+		pthread_cond_signal(&c->ended);
+		/* Cannot fail short of a counter at its maximum (never). */
+		if (write(c->done_fd, &one, sizeof one) < 0)
+			log_error("committer_signal_failed", "error=\"%s\"", strerror(errno));
+	}
+	pthread_mutex_unlock(&c->lock);
+	db_close(c->db);
+	c->db = NULL;
+	db_thread_end();
+	return NULL;
+}
+
+struct committer *
+committer_new(const struct genq_config *cfg, char *err, size_t errlen)
+{
+	struct committer *c = calloc(1, sizeof *c);
+	sigset_t all, old;
+	int rc;
+
+	if (c == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	c->cfg = cfg;
+	if ((c->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		free(c);
+		return NULL;
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->wake, NULL);
+	pthread_cond_init(&c->ended, NULL);
+	/* Signals are the loop's: the thread starts with all of them blocked,
+	 * so a SIGTERM interrupts the loop's poll, not this thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&c->thread, NULL, thread_main, c);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		snprintf(err, errlen, "pthread_create: %s", strerror(rc));
+		pthread_cond_destroy(&c->ended);
+		pthread_cond_destroy(&c->wake);
+		pthread_mutex_destroy(&c->lock);
+		close(c->done_fd);
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void
+committer_free(struct committer *c)
+{
+	if (c == NULL)
+		return;
+	committer_wait(c);
+	committer_done(c);
+	pthread_mutex_lock(&c->lock);
+	c->quit = true;
+	pthread_cond_signal(&c->wake);
+	pthread_mutex_unlock(&c->lock);
+	pthread_join(c->thread, NULL);
+	pthread_cond_destroy(&c->ended);
+	pthread_cond_destroy(&c->wake);
+	pthread_mutex_destroy(&c->lock);
+	close(c->done_fd);
+	free(c);
+}
+
+int
+committer_fd(const struct committer *c)
+{
+	return c->done_fd;
+}
+
+bool
+committer_busy(const struct committer *c)
+{
+	return c->busy;
+}
+
+void
+committer_post(struct committer *c, committer_fn fn, void *arg)
+{
+	pthread_mutex_lock(&c->lock);
+	c->fn = fn;
+	c->arg = arg;
+	c->busy = true;
+	pthread_cond_signal(&c->wake);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Under lock, the job ended: the committer is the loop's again. */
+static void
+collect(struct committer *c)
+{
+	uint64_t count;
+
+	c->finished = false;
+	c->busy = false;
+	/* Reset the counter; EAGAIN (nothing to read) is as good. */
+	if (read(c->done_fd, &count, sizeof count) < 0 && errno != EAGAIN)
+		log_error("committer_signal_failed", "error=\"%s\"", strerror(errno));
+}
+
+void
+committer_log_failure(struct db *db, int rc, const char *step)
+{
+	if (rc == DB_GONE)
+		log_warn("db_lost", "step=%s error=\"%s\"", step, log_q(db_error(db)));
+	else
+		log_error("db_error", "step=%s status=%d error=\"%s\"", step, rc,
+		    log_q(db_error(db)));
+}
+
+bool
+committer_done(struct committer *c)
+{
+	bool done;
+
+	if (!c->busy)
+		return false;
+	pthread_mutex_lock(&c->lock);
+	if ((done = c->finished))
+		collect(c);
+	pthread_mutex_unlock(&c->lock);
+	return done;
+}
+
+void
+committer_wait(struct committer *c)
+{
+	if (!c->busy)
+		return;
+	pthread_mutex_lock(&c->lock);
+	while (!c->finished)
+		pthread_cond_wait(&c->ended, &c->lock);
+	pthread_mutex_unlock(&c->lock);
+}
