@@ -433,11 +433,12 @@ claim_txn(struct db *db, void *arg)
 	return DB_OK;
 }
 
-/* Hand the started jobs to runs and submit them. A backend whose lease
- * was lost while the claim was away starts nothing: its jobs are handed
- * back (running, unowned) for recovery to decide, as after a crash. */
+/* Hand the started jobs to runs, into fresh (room for every started
+ * head): the caller submits them. A backend whose lease was lost while the
+ * claim was away starts nothing: its jobs are handed back (running,
+ * unowned) for recovery to decide, as after a crash. */
 static void
-launch(struct genqd *g, struct claim *c)
+launch(struct genqd *g, struct claim *c, struct run **fresh, size_t *nfresh)
 {
 	for (size_t t = 0; t < c->ntakers; t++) {
 		struct backend *b = c->takers[t].b;
@@ -471,7 +472,7 @@ launch(struct genqd *g, struct claim *c)
 			r->input_len = h->input_len;
 			h->input = NULL;
 			run_log(info, "job_started", r, "%s", "");
-			b->proto->submit(g, r);
+			fresh[(*nfresh)++] = r;
 		}
 	}
 }
@@ -624,11 +625,14 @@ claim_run(struct db *db, void *arg)
 	return c->rc;
 }
 
-/* The claim came back: the next claims' times, then the jobs it started. */
+/* The claim came back: the next claims' times, then runs for the jobs it
+ * started, in *fresh (allocated; NULL when none) for the caller to
+ * submit. */
 static void
-claim_end(struct genqd *g, struct claim *c, int64_t now)
+claim_end(struct genqd *g, struct claim *c, int64_t now, struct run ***fresh, size_t *nfresh)
 {
 	int64_t later = now + g->cfg->poll_interval_ms * US_PER_MS;
+	size_t started = 0;
 
 	for (size_t t = 0; t < c->ntakers; t++)
 		c->takers[t].b->claiming = false;
@@ -641,25 +645,27 @@ claim_end(struct genqd *g, struct claim *c, int64_t now)
 	 * interval; one that filled up, or whose queue had more, asks again. */
 	for (size_t t = 0; t < c->ntakers; t++)
 		c->takers[t].b->next_claim_at = taker_saw_empty(&c->takers[t]) ? later : 0;
-	launch(g, c);
+	for (size_t q = 0; q < c->nqueues; q++)
+		for (size_t i = 0; i < c->queues[q].n; i++)
+			started += c->queues[q].v[i].started;
+	if (started == 0)
+		return;
+	if ((*fresh = calloc(started, sizeof **fresh)) == NULL) {
+		/* Recovery finds them running without a genqd and retries them. */
+		log_error("out_of_memory", "step=launch jobs=%zu", started);
+		return;
+	}
+	launch(g, c, *fresh, nfresh);
 }
 
-void
-claim_due(struct genqd *g, int64_t now)
+/* Plan the next claim and post it, when one is due. */
+static void
+claim_post(struct genqd *g, int64_t now)
 {
 	struct claim *c;
 	int n;
 
-	/* The claim in flight first, even while stopping (it launches
-	 * nothing then) or with the loop's connection away. */
-	if (g->claim != NULL) {
-		if (!committer_done(g->claimer))
-			return;                     /* one claim at a time */
-		claim_end(g, g->claim, now);
-		claim_free(g->claim);
-		g->claim = NULL;
-	}
-	if (!gqd_db_ready(g) || g->stopping || g->claim_hold)
+	if (g->claim != NULL || !gqd_db_ready(g) || g->stopping || g->claim_hold)
 		return;
 	if ((c = calloc(1, sizeof *c)) == NULL || (n = claim_plan(g, c, now)) < 0) {
 		log_error("out_of_memory", "step=claim");
@@ -684,6 +690,30 @@ claim_due(struct genqd *g, int64_t now)
 	committer_post(g->claimer, claim_run, c);
 }
 
+void
+claim_due(struct genqd *g, int64_t now)
+{
+	struct run **fresh = NULL;
+	size_t nfresh = 0;
+
+	/* The claim in flight first, even while stopping (it launches
+	 * nothing then) or with the loop's connection away. */
+	if (g->claim != NULL) {
+		if (!committer_done(g->claimer))
+			return;                     /* one claim at a time */
+		claim_end(g, g->claim, now, &fresh, &nfresh);
+		claim_free(g->claim);
+		g->claim = NULL;
+	}
+	/* The next claim goes out before this one's prompts (their runs
+	 * already count on their backends): the claimer works on it while
+	 * the loop sends them. */
+	claim_post(g, now);
+	for (size_t i = 0; i < nfresh; i++)
+		fresh[i]->backend->proto->submit(g, fresh[i]);
+	free(fresh);
+}
+
 bool
 claim_pending(const struct genqd *g)
 {
@@ -693,11 +723,16 @@ claim_pending(const struct genqd *g)
 void
 claim_drain(struct genqd *g)
 {
+	struct run **fresh = NULL;
+	size_t nfresh = 0;
+
 	if (g->claim == NULL)
 		return;
 	committer_wait(g->claimer);
 	committer_done(g->claimer);
-	claim_end(g, g->claim, gq_mono_us());     /* stopping: launches nothing */
+	/* Stopping: no runs are made, the jobs stay for finish_hand_back. */
+	claim_end(g, g->claim, gq_mono_us(), &fresh, &nfresh);
+	free(fresh);
 	claim_free(g->claim);
 	g->claim = NULL;
 }
