@@ -35,6 +35,7 @@ struct committer {
 
 	/* The loop's own: */
 	bool busy;                   /* posted and not yet collected */
+	int64_t posted_at;           /* monotonic µs */
 
 	/* The thread's own: */
 	struct db *db;
@@ -184,6 +185,12 @@ committer_busy(const struct committer *c)
 	return c->busy;
 }
 
+int64_t
+committer_busy_since(const struct committer *c)
+{
+	return c->busy ? c->posted_at : 0;
+}
+
 void
 committer_post(struct committer *c, committer_fn fn, void *arg)
 {
@@ -191,6 +198,7 @@ committer_post(struct committer *c, committer_fn fn, void *arg)
 	c->fn = fn;
 	c->arg = arg;
 	c->busy = true;
+	c->posted_at = gq_mono_us();
 	pthread_cond_signal(&c->wake);
 	pthread_mutex_unlock(&c->lock);
 }

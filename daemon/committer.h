@@ -14,6 +14,7 @@
 #define GENQD_COMMITTER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct db;
 struct genq_config;
@@ -39,6 +40,9 @@ int committer_fd(const struct committer *c);
 
 /* Is a job posted and not yet collected by committer_done? */
 bool committer_busy(const struct committer *c);
+
+/* When the job in hand was posted (monotonic µs), 0 when none. */
+int64_t committer_busy_since(const struct committer *c);
 
 /* Hand fn(db, arg) to the thread. Only when not busy. */
 void committer_post(struct committer *c, committer_fn fn, void *arg);

@@ -31,6 +31,12 @@
 #define RECOVER_EVERY_US (2 * US_PER_S)
 #define AGING_EVERY_US US_PER_S            /* priority aging (aging.c) */
 #define WAIT_MAX_MS 250                    /* the loop looks at its timers this often */
+/* A claim or a batch in its thread this long is on a connection that will
+ * not answer (a peer gone without a reset; no read timeout, so migrations
+ * may run long): the watchdog is left to restart genqd. Longer than any
+ * legitimate wait (lock waits of 50 s, retried). */
+#define DB_THREAD_STALL_US (300 * US_PER_S)
+#define STALL_CHECK_EVERY_US (10 * US_PER_S)
 #define DB_BACKOFF_MIN_MS 250
 #define DB_BACKOFF_MAX_MS 10000
 
@@ -212,9 +218,30 @@ min64(int64_t a, int64_t b)
 }
 
 struct timers {
-	int64_t reload_at, last_reload, sweep_at, recover_at, aging_at, watchdog_at;
+	int64_t reload_at, last_reload, sweep_at, recover_at, aging_at, watchdog_at, stall_at;
 	int64_t watchdog_every;          /* 0: no watchdog */
+	bool stalled;                    /* a database thread is stuck: no watchdog pings */
 };
+
+/* Is a database thread stuck on a job (DB_THREAD_STALL_US)? Logged. */
+static bool
+db_threads_stalled(const struct genqd *g, int64_t now)
+{
+	const struct committer *c[2] = { g->claimer, g->committer };
+	static const char *const name[2] = { "claimer", "committer" };
+	bool stalled = false;
+
+	for (int i = 0; i < 2; i++) {
+		int64_t since = committer_busy_since(c[i]);
+
+		if (since != 0 && now - since > DB_THREAD_STALL_US) {
+			log_error("db_thread_stalled", "thread=%s in_flight_s=%lld", name[i],
+			    (long long)((now - since) / US_PER_S));
+			stalled = true;
+		}
+	}
+	return stalled;
+}
 
 static void
 run_timers(struct genqd *g, struct timers *t, int64_t now)
@@ -264,8 +291,13 @@ run_timers(struct genqd *g, struct timers *t, int64_t now)
 	backend_probes(g, now);
 	comfyws_tick(g, now);
 	run_tick(g, now);
+	if (now >= t->stall_at) {
+		t->stalled = db_threads_stalled(g, now);
+		t->stall_at = now + STALL_CHECK_EVERY_US;
+	}
 	if (t->watchdog_every && now >= t->watchdog_at) {
-		notify("WATCHDOG=1");
+		if (!t->stalled)
+			notify("WATCHDOG=1");
 		t->watchdog_at = now + t->watchdog_every;
 	}
 }
