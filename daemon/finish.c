@@ -700,11 +700,10 @@ commit_batch(struct db *db, void *arg)
 /* ---- in the loop ------------------------------------------------- */
 
 static void
-defer(struct genqd *g, struct run *r)
+defer(struct run *r)
 {
 	int64_t wait = COMMIT_RETRY_MIN_US << (r->tries < 6 ? r->tries : 6);
 
-	(void)g;
 	if (wait > COMMIT_RETRY_MAX_US)
 		wait = COMMIT_RETRY_MAX_US;
 	r->tries++;
@@ -740,7 +739,7 @@ take_results(struct genqd *g)
 		r->state = RUN_ENDED;
 		switch (f->result) {
 		case F_DEFERRED:
-			defer(g, r);
+			defer(r);
 			continue;
 		case F_STALE:
 			run_log(warn, "job_finish_stale", r,

@@ -148,7 +148,7 @@ apply_log_level(const struct genq_config *cfg)
 	enum log_level lvl;
 
 	if (log_level_parse(cfg->log_level, &lvl) == 0)
-		log_threshold = lvl;
+		log_set_threshold(lvl);
 	else
 		log_warn("config_bad_log_level", "level=%s", cfg->log_level);
 }

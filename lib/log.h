@@ -15,8 +15,21 @@
 /* GQ_LOG_NONE writes nothing: a command-line tool reports through its own error line. */
 enum log_level { GQ_LOG_NONE = -1, GQ_LOG_ERROR, GQ_LOG_WARN, GQ_LOG_INFO, GQ_LOG_DEBUG };
 
-/* The most verbose level that is written; set once at startup. */
+/* The most verbose level that is written; set at startup (genqd also on
+ * SIGHUP, while its database threads log: log_set_threshold). */
 extern enum log_level log_threshold;
+
+static inline enum log_level
+log_threshold_now(void)
+{
+	return __atomic_load_n(&log_threshold, __ATOMIC_RELAXED);
+}
+
+static inline void
+log_set_threshold(enum log_level level)
+{
+	__atomic_store_n(&log_threshold, level, __ATOMIC_RELAXED);
+}
 
 /* Parse "error|warn|info|debug"; returns 0, or -1 for an unknown name. */
 int log_level_parse(const char *name, enum log_level *out);
@@ -28,10 +41,10 @@ void log_set_program(const char *prog);
 void log_emit(enum log_level level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define log_error(...) do { if (log_threshold >= GQ_LOG_ERROR) log_emit(GQ_LOG_ERROR, __VA_ARGS__); } while (0)
-#define log_warn(...)  do { if (log_threshold >= GQ_LOG_WARN)  log_emit(GQ_LOG_WARN,  __VA_ARGS__); } while (0)
-#define log_info(...)  do { if (log_threshold >= GQ_LOG_INFO)  log_emit(GQ_LOG_INFO,  __VA_ARGS__); } while (0)
-#define log_debug(...) do { if (log_threshold >= GQ_LOG_DEBUG) log_emit(GQ_LOG_DEBUG, __VA_ARGS__); } while (0)
+#define log_error(...) do { if (log_threshold_now() >= GQ_LOG_ERROR) log_emit(GQ_LOG_ERROR, __VA_ARGS__); } while (0)
+#define log_warn(...)  do { if (log_threshold_now() >= GQ_LOG_WARN)  log_emit(GQ_LOG_WARN,  __VA_ARGS__); } while (0)
+#define log_info(...)  do { if (log_threshold_now() >= GQ_LOG_INFO)  log_emit(GQ_LOG_INFO,  __VA_ARGS__); } while (0)
+#define log_debug(...) do { if (log_threshold_now() >= GQ_LOG_DEBUG) log_emit(GQ_LOG_DEBUG, __VA_ARGS__); } while (0)
 
 /* ---- escaping untrusted values ---- */
 
