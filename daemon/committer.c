@@ -56,11 +56,8 @@ connection(struct committer *c)
 		return c->db;
 	if (now < c->connect_at)
 		return NULL;
-	if (c->db == NULL)
-		c->db = db_open(c->cfg, err, sizeof err);
-	else if (db_reconnect(c->db) == DB_OK)
+	if (db_ensure(&c->db, c->cfg, err, sizeof err) == DB_OK) {
 		c->db_lost = false;
-	if (c->db != NULL && !c->db_lost) {
 		log_info("committer_db_connected", "backoff_ms=%d", c->backoff_ms);
 		c->backoff_ms = 0;
 		return c->db;
@@ -70,7 +67,7 @@ connection(struct committer *c)
 		c->backoff_ms = BACKOFF_MAX_MS;
 	c->connect_at = now + (int64_t)c->backoff_ms * 1000;
 	log_warn("committer_db_connect_failed", "retry_in_ms=%d error=\"%s\"", c->backoff_ms,
-	    log_q(c->db != NULL ? db_error(c->db) : err));
+	    log_q(err));
 	return NULL;
 }
 

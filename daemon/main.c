@@ -123,19 +123,13 @@ db_maintain(struct genqd *g, int64_t now)
 
 	if (gqd_db_ready(g) || now < g->db_retry_at)
 		return;
-	if (g->db == NULL)
-		g->db = db_open(g->cfg, err, sizeof err);
-	else if (db_reconnect(g->db) == DB_OK)
+	if (db_ensure(&g->db, g->cfg, err, sizeof err) == DB_OK) {
 		g->db_down = false;
-	if (g->db != NULL && !g->db_down) {
 		log_info("db_connected", "backoff_ms=%d", g->db_backoff_ms);
 		g->db_backoff_ms = 0;
 		return;
 	}
-	if (g->db == NULL)
-		log_warn("db_connect_failed", "error=\"%s\"", log_q(err));
-	else
-		log_warn("db_connect_failed", "error=\"%s\"", log_q(db_error(g->db)));
+	log_warn("db_connect_failed", "error=\"%s\"", log_q(err));
 	g->db_backoff_ms = g->db_backoff_ms ? g->db_backoff_ms * 2 : DB_BACKOFF_MIN_MS;
 	if (g->db_backoff_ms > DB_BACKOFF_MAX_MS)
 		g->db_backoff_ms = DB_BACKOFF_MAX_MS;

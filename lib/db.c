@@ -215,6 +215,18 @@ db_close(struct db *db)
 	free(db);
 }
 
+int
+db_ensure(struct db **db, const struct genq_config *cfg, char *err, size_t errlen)
+{
+	int rc;
+
+	if (*db == NULL)
+		return (*db = db_open(cfg, err, errlen)) != NULL ? DB_OK : DB_GONE;
+	if ((rc = db_reconnect(*db)) != DB_OK)
+		snprintf(err, errlen, "%s", db_error(*db));
+	return rc;
+}
+
 void
 db_thread_begin(void)
 {

@@ -39,6 +39,10 @@ void db_thread_end(void);
 /* Drop the connection and make a new one (statements are re-prepared lazily). */
 int db_reconnect(struct db *db);
 
+/* Make *db a live connection: db_open when it is NULL, else db_reconnect.
+ * DB_OK, or a negative status with the reason in err. */
+int db_ensure(struct db **db, const struct genq_config *cfg, char *err, size_t errlen);
+
 /* A cheap round trip; reconnects once if the server went away. */
 int db_ping(struct db *db);
 
