@@ -189,14 +189,17 @@ static const char *
 error_message(struct json_object *root)
 {
 	struct json_object *e;
-	const char *m;
+	const char *found[3] = { NULL, NULL, NULL }, *m;
 
-	if ((e = member(root, "error", json_type_object)) != NULL &&
-	    (m = gq_json_str(e, "message")) != NULL)
-		return m;
-	if ((m = gq_json_str(root, "error")) != NULL)
-		return m;
-	return gq_json_str(root, "message");
+	if ((e = member(root, "error", json_type_object)) != NULL)
+		found[0] = gq_json_str(e, "message");
+	found[1] = gq_json_str(root, "error");
+	found[2] = gq_json_str(root, "message");
+	/* JSON can spell an empty C string ("", "\u0000..."): that is no message. */
+	for (size_t i = 0; i < 3; i++)
+		if ((m = found[i]) != NULL && *m != '\0')
+			return m;
+	return NULL;
 }
 
 enum oai_verdict
@@ -206,7 +209,7 @@ oai_classify(long status, const char *body, size_t len, char *msg, size_t msglen
 	const char *m = root != NULL ? error_message(root) : NULL;
 	enum oai_verdict v;
 
-	if (m != NULL && *m != '\0')
+	if (m != NULL)
 		say(msg, msglen, "HTTP %ld: %.900s", status, m);
 	else
 		say(msg, msglen, "HTTP %ld", status);

@@ -147,6 +147,26 @@ START_TEST(classify)
 }
 END_TEST
 
+/* A message JSON spells as an empty C string is no message: the next place
+ * one may be is used, else the reply reads as having none (CI's fuzzer
+ * found "\u0000..." leaving a failed chat without any message). */
+START_TEST(error_message_empty)
+{
+	struct oai_texts t;
+	char msg[256];
+	const char *nul = "{\"error\":{\"message\":\"\\u0000hidden\"}}";
+	const char *fallback = "{\"error\":{\"message\":\"\"},\"message\":\"outer\"}";
+
+	ck_assert_int_eq(oai_classify(400, nul, strlen(nul), msg, sizeof msg), OAI_INVALID);
+	ck_assert_str_eq(msg, "HTTP 400");
+	ck_assert_int_eq(oai_classify(400, fallback, strlen(fallback), msg, sizeof msg), OAI_INVALID);
+	ck_assert_str_eq(msg, "HTTP 400: outer");
+	ck_assert_int_ne(chat(nul, &t, msg, sizeof msg), OAI_OK);
+	ck_assert_str_ne(msg, "");
+	oai_texts_free(&t);
+}
+END_TEST
+
 /* ---- whole replies ---- */
 
 START_TEST(chat_reply)
@@ -406,6 +426,7 @@ suite(void)
 	tcase_add_test(tc, prepare_refuses);
 	tcase_add_test(tc, urls);
 	tcase_add_test(tc, classify);
+	tcase_add_test(tc, error_message_empty);
 	tcase_add_test(tc, chat_reply);
 	tcase_add_test(tc, chat_hostile);
 	tcase_add_test(tc, chat_too_large);
