@@ -122,7 +122,9 @@ end_with_texts(struct genqd *g, struct run *r, struct oai_texts *t)
 	r->out.outputs = outs;
 	r->out.noutputs = t->n;
 	r->out.kind = OUTCOME_SUCCEEDED;
-	run_log(info, "job_generated", r, " texts=%zu tokens=%lld finish=%s", t->n,
+	/* Debug: at info the attempt's lines are job_started and job_succeeded
+	 * (one request, nothing between them worth a line per job). */
+	run_log(debug, "job_generated", r, " texts=%zu tokens=%lld finish=%s", t->n,
 	    (long long)t->tokens, t->finish[0] ? t->finish : "?");
 	run_end(g, r);
 }
@@ -364,7 +366,7 @@ openai_submit(struct genqd *g, struct run *r)
 	http_on_drop(r->req, call_free);
 	r->phase = 0;
 	run_mark_submitted(g, r);
-	run_log(info, "job_submitted", r, " endpoint=%s stream=%d",
+	run_log(debug, "job_submitted", r, " endpoint=%s stream=%d",
 	    c->req.kind == OAI_CHAT ? "chat" : "images", (int)c->req.stream);
 	c = NULL;                         /* the request owns it now */
 out:

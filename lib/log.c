@@ -1,5 +1,6 @@
 #include "autoconf.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -190,6 +191,25 @@ escape_line(char *dst, size_t cap, const char *src)
 	dst[n] = '\0';
 }
 
+/* The process id every line carries, read once: getpid() is a system call
+ * on every line otherwise (glibc does not cache it), and genqd writes
+ * several lines per job. A child made by fork() reads its own. */
+static pid_t log_pid;
+static pthread_once_t log_pid_once = PTHREAD_ONCE_INIT;
+
+static void
+log_pid_forked(void)
+{
+	log_pid = getpid();
+}
+
+static void
+log_pid_init(void)
+{
+	log_pid = getpid();
+	pthread_atfork(NULL, NULL, log_pid_forked);
+}
+
 void
 log_emit(enum log_level level, const char *event, const char *fmt, ...)
 {
@@ -198,6 +218,7 @@ log_emit(enum log_level level, const char *event, const char *fmt, ...)
 	struct tm tm;
 	va_list ap;
 
+	pthread_once(&log_pid_once, log_pid_init);
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
 	strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
@@ -211,5 +232,5 @@ log_emit(enum log_level level, const char *event, const char *fmt, ...)
 	 * processes sharing one log file stay whole. */
 	fprintf(stderr, "ts=%s.%03ldZ level=%s prog=%s pid=%d event=%s%s%s\n",
 	    ts, now.tv_nsec / 1000000, level_names[level], log_program,
-	    (int)getpid(), event, clean[0] ? " " : "", clean);
+	    (int)log_pid, event, clean[0] ? " " : "", clean);
 }

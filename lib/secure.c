@@ -1,11 +1,12 @@
 #include "autoconf.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "secure.h"
 
@@ -13,14 +14,18 @@
 static const char key_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
+/* OpenSSL's DRBG, seeded from the kernel and reseeded after fork(): a
+ * getrandom() system call per id would cost more than making the id (genqd
+ * makes one per attempt it starts). */
 int
 gq_random_bytes(void *buf, size_t len)
 {
 	unsigned char *p = buf;
 
 	while (len > 0) {
-		ssize_t n = getrandom(p, len, 0);
-		if (n < 0)
+		int n = len > INT_MAX ? INT_MAX : (int)len;
+
+		if (RAND_bytes(p, n) != 1)
 			return -1;
 		p += n;
 		len -= (size_t)n;

@@ -12,7 +12,7 @@
 #define GQ_KEY_PREFIX_LEN 11      /* "gq_" + 8, the stored lookup handle */
 #define GQ_KEY_LEN 56             /* prefix + "_" + 43 + NUL */
 
-/* Fill buf with len bytes from the kernel CSPRNG; 0 or -1. */
+/* Fill buf with len bytes from a CSPRNG (OpenSSL's, seeded by the kernel); 0 or -1. */
 int gq_random_bytes(void *buf, size_t len);
 
 /* A new lowercase version-4 UUID. Returns 0 or -1. */

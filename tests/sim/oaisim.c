@@ -1579,6 +1579,9 @@ main(int argc, char **argv)
 		perror(logpath);
 		return 1;
 	}
+	/* Whole lines, one write each (sim_logf flushes): stderr unbuffered
+	 * would write every piece of a line on its own. */
+	setvbuf(s.log, NULL, _IOLBF, BUFSIZ);
 	pthread_mutex_init(&s.lock, NULL);
 	pthread_mutex_init(&s.png_lock, NULL);
 	s.stats = stats_new();
