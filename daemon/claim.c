@@ -12,7 +12,13 @@
  * loop plans a claim (claim_plan), posts it, and launches what it started
  * when it comes back (claim_end). The thread sees copies only (backend ids,
  * names, queue names), never the loop's backends, and the loop leaves the
- * claim alone while it is posted. */
+ * claim alone while it is posted.
+ *
+ * There are GQD_CLAIMERS such threads. A claim takes every backend with
+ * room; backends that were full then and free up while it is in the
+ * database claim on another thread instead of waiting for it. A backend is
+ * in one claim at a time (b->claiming), and SKIP LOCKED keeps two claims
+ * off each other's jobs: the second takes the heads after the first's. */
 #include "autoconf.h"
 
 #include <stdio.h>
@@ -509,7 +515,7 @@ claim_joins(const struct genqd *g, const struct backend *b, int64_t now, bool an
 {
 	if (claim_is_due(g, b, now))
 		return true;
-	return any_due && backend_has_room(g, b) && now >= b->next_claim_at;
+	return any_due && !b->claiming && backend_has_room(g, b) && now >= b->next_claim_at;
 }
 
 /* The claim's entry for queue name, added when new; NULL when the claim
@@ -658,14 +664,14 @@ claim_end(struct genqd *g, struct claim *c, int64_t now, struct run ***fresh, si
 	launch(g, c, *fresh, nfresh);
 }
 
-/* Plan the next claim and post it, when one is due. */
+/* Plan the next claim and post it on claimer i (free), when one is due. */
 static void
-claim_post(struct genqd *g, int64_t now)
+claim_post(struct genqd *g, int i, int64_t now)
 {
 	struct claim *c;
 	int n;
 
-	if (g->claim != NULL || !gqd_db_ready(g) || g->stopping || g->claim_hold)
+	if (!gqd_db_ready(g) || g->stopping || g->claim_hold)
 		return;
 	if ((c = calloc(1, sizeof *c)) == NULL || (n = claim_plan(g, c, now)) < 0) {
 		log_error("out_of_memory", "step=claim");
@@ -686,55 +692,64 @@ claim_post(struct genqd *g, int64_t now)
 	 * is back: see claim_end. */
 	for (size_t t = 0; t < c->ntakers; t++)
 		c->takers[t].b->claiming = true;
-	g->claim = c;
-	committer_post(g->claimer, claim_run, c);
+	g->claim[i] = c;
+	committer_post(g->claimer[i], claim_run, c);
 }
 
 void
 claim_due(struct genqd *g, int64_t now)
 {
-	struct run **fresh = NULL;
-	size_t nfresh = 0;
+	struct run **fresh[GQD_CLAIMERS] = { NULL };
+	size_t nfresh[GQD_CLAIMERS] = { 0 };
 
-	/* The claim in flight first, even while stopping (it launches
+	/* Claims that are back first, even while stopping (they launch
 	 * nothing then) or with the loop's connection away. */
-	if (g->claim != NULL) {
-		if (!committer_done(g->claimer))
-			return;                     /* one claim at a time */
-		claim_end(g, g->claim, now, &fresh, &nfresh);
-		claim_free(g->claim);
-		g->claim = NULL;
+	for (int i = 0; i < GQD_CLAIMERS; i++) {
+		if (g->claim[i] == NULL || !committer_done(g->claimer[i]))
+			continue;
+		claim_end(g, g->claim[i], now, &fresh[i], &nfresh[i]);
+		claim_free(g->claim[i]);
+		g->claim[i] = NULL;
 	}
-	/* The next claim goes out before this one's prompts (their runs
-	 * already count on their backends): the claimer works on it while
-	 * the loop sends them. */
-	claim_post(g, now);
-	for (size_t i = 0; i < nfresh; i++)
-		fresh[i]->backend->proto->submit(g, fresh[i]);
-	free(fresh);
+	/* The next claims go out before these prompts (their runs already
+	 * count on their backends): the claimers work on them while the loop
+	 * sends the prompts. */
+	for (int i = 0; i < GQD_CLAIMERS; i++)
+		if (g->claim[i] == NULL)
+			claim_post(g, i, now);
+	for (int i = 0; i < GQD_CLAIMERS; i++) {
+		for (size_t k = 0; k < nfresh[i]; k++)
+			fresh[i][k]->backend->proto->submit(g, fresh[i][k]);
+		free(fresh[i]);
+	}
 }
 
 bool
 claim_pending(const struct genqd *g)
 {
-	return g->claim != NULL;
+	for (int i = 0; i < GQD_CLAIMERS; i++)
+		if (g->claim[i] != NULL)
+			return true;
+	return false;
 }
 
 void
 claim_drain(struct genqd *g)
 {
-	struct run **fresh = NULL;
-	size_t nfresh = 0;
+	for (int i = 0; i < GQD_CLAIMERS; i++) {
+		struct run **fresh = NULL;
+		size_t nfresh = 0;
 
-	if (g->claim == NULL)
-		return;
-	committer_wait(g->claimer);
-	committer_done(g->claimer);
-	/* Stopping: no runs are made, the jobs stay for finish_hand_back. */
-	claim_end(g, g->claim, gq_mono_us(), &fresh, &nfresh);
-	free(fresh);
-	claim_free(g->claim);
-	g->claim = NULL;
+		if (g->claim[i] == NULL)
+			continue;
+		committer_wait(g->claimer[i]);
+		committer_done(g->claimer[i]);
+		/* Stopping: no runs are made, the jobs stay for finish_hand_back. */
+		claim_end(g, g->claim[i], gq_mono_us(), &fresh, &nfresh);
+		free(fresh);
+		claim_free(g->claim[i]);
+		g->claim[i] = NULL;
+	}
 }
 
 void
@@ -748,9 +763,13 @@ int64_t
 claim_next_deadline(const struct genqd *g)
 {
 	int64_t next = INT64_MAX;
+	bool any_free = false;
 
-	/* The claim in flight wakes the loop when it is back (its fd). */
-	if (g->claim != NULL)
+	/* A claim in flight wakes the loop when it is back (its fd); with
+	 * every claimer busy, no other claim can start before that. */
+	for (int i = 0; i < GQD_CLAIMERS; i++)
+		any_free |= g->claim[i] == NULL;
+	if (!any_free)
 		return INT64_MAX;
 	for (const struct backend *b = g->backends; b != NULL; b = b->next)
 		if (claim_is_due(g, b, INT64_MAX) && b->next_claim_at < next)

@@ -20,6 +20,7 @@
 
 struct committer {
 	const struct genq_config *cfg;
+	char name[24];               /* in log lines */
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;         /* a job was posted, or quit */
@@ -58,7 +59,7 @@ connection(struct committer *c)
 		return NULL;
 	if (db_ensure(&c->db, c->cfg, err, sizeof err) == DB_OK) {
 		c->db_lost = false;
-		log_info("committer_db_connected", "backoff_ms=%d", c->backoff_ms);
+		log_info("committer_db_connected", "thread=%s backoff_ms=%d", c->name, c->backoff_ms);
 		c->backoff_ms = 0;
 		return c->db;
 	}
@@ -66,8 +67,8 @@ connection(struct committer *c)
 	if (c->backoff_ms > BACKOFF_MAX_MS)
 		c->backoff_ms = BACKOFF_MAX_MS;
 	c->connect_at = now + (int64_t)c->backoff_ms * 1000;
-	log_warn("committer_db_connect_failed", "retry_in_ms=%d error=\"%s\"", c->backoff_ms,
-	    log_q(err));
+	log_warn("committer_db_connect_failed", "thread=%s retry_in_ms=%d error=\"%s\"", c->name,
+	    c->backoff_ms, log_q(err));
 	return NULL;
 }
 
@@ -114,7 +115,7 @@ thread_main(void *arg)
 }
 
 struct committer *
-committer_new(const struct genq_config *cfg, char *err, size_t errlen)
+committer_new(const struct genq_config *cfg, const char *name, char *err, size_t errlen)
 {
 	struct committer *c = calloc(1, sizeof *c);
 	sigset_t all, old;
@@ -125,6 +126,7 @@ committer_new(const struct genq_config *cfg, char *err, size_t errlen)
 		return NULL;
 	}
 	c->cfg = cfg;
+	snprintf(c->name, sizeof c->name, "%s", name);
 	if ((c->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
 		snprintf(err, errlen, "eventfd: %s", strerror(errno));
 		free(c);
@@ -186,6 +188,12 @@ int64_t
 committer_busy_since(const struct committer *c)
 {
 	return c->busy ? c->posted_at : 0;
+}
+
+const char *
+committer_name(const struct committer *c)
+{
+	return c->name;
 }
 
 void

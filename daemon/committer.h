@@ -26,9 +26,11 @@ struct committer;
  * job gets a new one (after a backoff while connecting fails). */
 typedef int (*committer_fn)(struct db *db, void *arg);
 
-/* Start the thread (the connection is made at the first job). NULL with a
- * message in err on failure. cfg must outlive the committer. */
-struct committer *committer_new(const struct genq_config *cfg, char *err, size_t errlen);
+/* Start the thread (the connection is made at the first job). name (up to
+ * 23 bytes kept) tells it apart in log lines. NULL with a message in err on
+ * failure. cfg must outlive the committer. */
+struct committer *committer_new(const struct genq_config *cfg, const char *name, char *err,
+    size_t errlen);
 
 /* Wait for the job in hand, if any (its result is dropped: collect it
  * first), stop the thread, close the connection. */
@@ -43,6 +45,9 @@ bool committer_busy(const struct committer *c);
 
 /* When the job in hand was posted (monotonic µs), 0 when none. */
 int64_t committer_busy_since(const struct committer *c);
+
+/* The name it was made with. */
+const char *committer_name(const struct committer *c);
 
 /* Hand fn(db, arg) to the thread. Only when not busy. */
 void committer_post(struct committer *c, committer_fn fn, void *arg);

@@ -51,6 +51,9 @@ struct committer;
 struct finishing;
 struct claim;
 
+/* Claims in flight at once (genqd.claimer). */
+#define GQD_CLAIMERS 2
+
 /* A backend type's protocol: the only code that differs between ComfyUI and
  * (later) OpenAI-style servers. Every function starts work and returns; the
  * work ends later, from an HTTP callback, in run_end / run_fail. */
@@ -202,9 +205,12 @@ struct genqd {
 	struct webhooks *webhooks;       /* webhook.c's state, NULL until first used */
 	struct comfyws *comfyws;         /* comfyws.c's event streams, NULL until first used */
 	struct committer *committer;     /* commits finish.c's batches (committer.h) */
-	struct committer *claimer;       /* runs claim.c's transactions */
-	struct claim *claim;             /* the claim in flight, NULL when none */
-	bool claim_hold;                 /* recovery waits for it: no new claim */
+	/* Claims run in threads of their own, one each at a time: while one
+	 * is in the database, backends that it does not serve can claim on
+	 * the other (claim.c). */
+	struct committer *claimer[GQD_CLAIMERS];
+	struct claim *claim[GQD_CLAIMERS]; /* each one's claim in flight, or NULL */
+	bool claim_hold;                 /* recovery waits for them: no new claim */
 	struct finishing *finishing;     /* finish.c's batch, NULL until first used */
 	bool stopping;                   /* SIGTERM: no new work */
 	int64_t stop_deadline;

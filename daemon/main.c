@@ -217,23 +217,27 @@ struct timers {
 	bool stalled;                    /* a database thread is stuck: no watchdog pings */
 };
 
-/* Is a database thread stuck on a job (DB_THREAD_STALL_US)? Logged. */
+/* Is this database thread stuck on a job (DB_THREAD_STALL_US)? Logged. */
+static bool
+db_thread_stalled(const struct committer *c, int64_t now)
+{
+	int64_t since = committer_busy_since(c);
+
+	if (since == 0 || now - since <= DB_THREAD_STALL_US)
+		return false;
+	log_error("db_thread_stalled", "thread=%s in_flight_s=%lld", committer_name(c),
+	    (long long)((now - since) / US_PER_S));
+	return true;
+}
+
+/* Is any of them stuck? Each stuck one is logged. */
 static bool
 db_threads_stalled(const struct genqd *g, int64_t now)
 {
-	const struct committer *c[2] = { g->claimer, g->committer };
-	static const char *const name[2] = { "claimer", "committer" };
-	bool stalled = false;
+	bool stalled = db_thread_stalled(g->committer, now);
 
-	for (int i = 0; i < 2; i++) {
-		int64_t since = committer_busy_since(c[i]);
-
-		if (since != 0 && now - since > DB_THREAD_STALL_US) {
-			log_error("db_thread_stalled", "thread=%s in_flight_s=%lld", name[i],
-			    (long long)((now - since) / US_PER_S));
-			stalled = true;
-		}
-	}
+	for (int i = 0; i < GQD_CLAIMERS; i++)
+		stalled |= db_thread_stalled(g->claimer[i], now);
 	return stalled;
 }
 
@@ -329,8 +333,11 @@ loop(struct genqd *g)
 		int64_t next;
 		/* The wake-up socket, and the threads' ends of a batch or a
 		 * claim (which the next turn's finish_flush, claim_due take up). */
-		int fds[3] = { g->wake_fd, committer_fd(g->committer), committer_fd(g->claimer) };
-		bool ready[3];
+		int fds[2 + GQD_CLAIMERS] = { g->wake_fd, committer_fd(g->committer) };
+		bool ready[2 + GQD_CLAIMERS];
+
+		for (int i = 0; i < GQD_CLAIMERS; i++)
+			fds[2 + i] = committer_fd(g->claimer[i]);
 
 		http_perform(g->http);
 		run_reap(g);
@@ -359,7 +366,7 @@ loop(struct genqd *g)
 		if (g->stopping)
 			next = min64(next, g->stop_deadline);
 		now = gq_mono_us();
-		comfyws_wait(g, fds, 3, next > now ? (int)((next - now + 999) / 1000) : 0, ready);
+		comfyws_wait(g, fds, 2 + GQD_CLAIMERS, next > now ? (int)((next - now + 999) / 1000) : 0, ready);
 		if (ready[0]) {
 			wake_drain(g->wake_fd);
 			claim_soon(g);
@@ -462,10 +469,18 @@ main(int argc, char **argv)
 	log_info("start", "id=%s config=%s wake_socket=%s output_dir=%s", g.id, g.config_path,
 	    g.wake_fd >= 0 ? cfg.wake_socket : "-", cfg.output_dir);
 	db_maintain(&g, gq_mono_us());
-	if ((g.committer = committer_new(&cfg, err, sizeof err)) == NULL ||
-	    (g.claimer = committer_new(&cfg, err, sizeof err)) == NULL) {
+	if ((g.committer = committer_new(&cfg, "committer", err, sizeof err)) == NULL) {
 		fprintf(stderr, "genqd: cannot start a database thread: %s\n", err);
 		goto out;
+	}
+	for (int i = 0; i < GQD_CLAIMERS; i++) {
+		char name[16];
+
+		snprintf(name, sizeof name, "claimer%d", i);
+		if ((g.claimer[i] = committer_new(&cfg, name, err, sizeof err)) == NULL) {
+			fprintf(stderr, "genqd: cannot start a database thread: %s\n", err);
+			goto out;
+		}
 	}
 	notify("READY=1");
 
@@ -474,7 +489,8 @@ main(int argc, char **argv)
 	rc = 0;
 out:
 	claim_drain(&g);
-	committer_free(g.claimer);
+	for (int i = 0; i < GQD_CLAIMERS; i++)
+		committer_free(g.claimer[i]);
 	committer_free(g.committer);      /* before the runs its batch points to */
 	finish_free(&g);
 	for (struct run *r = g.runs; r != NULL; r = r->next)

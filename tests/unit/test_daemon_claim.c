@@ -238,6 +238,30 @@ START_TEST(claim_due_rules)
 }
 END_TEST
 
+/* A backend in a claim in flight is in no other: not due, and not joining
+ * one that another backend's need starts (GQD_CLAIMERS run at once). */
+START_TEST(a_claiming_backend_joins_no_other_claim)
+{
+	struct genqd g;
+	struct backend b;
+
+	memset(&g, 0, sizeof g);
+	backend_init(&b, image_q, 1, 1, 8, 0);
+	ck_assert(claim_is_due(&g, &b, 0));
+	ck_assert(claim_joins(&g, &b, 0, true));
+	b.claiming = true;
+	ck_assert(!claim_is_due(&g, &b, 0));
+	ck_assert(!claim_joins(&g, &b, 0, true));
+	/* With room but not due itself (6 of 9 busy), it joins another's. */
+	backend_init(&b, image_q, 1, 1, 8, 6);
+	ck_assert(!claim_is_due(&g, &b, 0));
+	ck_assert(claim_joins(&g, &b, 0, true));
+	ck_assert(!claim_joins(&g, &b, 0, false));
+	b.claiming = true;
+	ck_assert(!claim_joins(&g, &b, 0, true));
+}
+END_TEST
+
 /* A run whose prompt the backend is done with (fetching its outputs,
  * waiting for its commit) no longer holds a slot there. */
 START_TEST(vacated_runs_free_their_slots)
@@ -351,6 +375,7 @@ main(void)
 	tcase_add_test(tc, two_queues_by_priority_then_age);
 	tcase_add_test(tc, a_backend_serving_none_of_the_queues_gets_nothing);
 	tcase_add_test(tc, claim_due_rules);
+	tcase_add_test(tc, a_claiming_backend_joins_no_other_claim);
 	tcase_add_test(tc, vacated_runs_free_their_slots);
 	tcase_add_test(tc, a_young_retry_goes_to_another_backend);
 	tcase_add_test(tc, a_young_retry_waits_while_only_its_backend_claims);
