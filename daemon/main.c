@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,11 @@
  * may run long): the watchdog is left to restart genqd. Longer than any
  * legitimate wait (lock waits of 50 s, retried). */
 #define DB_THREAD_STALL_US (300 * US_PER_S)
+/* Memory freed stays with genqd up to this much at the top of a heap, and
+ * only blocks from this size on are mapped on their own (glibc's defaults,
+ * 128 KiB and a threshold that moves, trim and map far more often). */
+#define GENQD_TRIM_THRESHOLD (32 << 20)
+#define GENQD_MMAP_THRESHOLD (1 << 20)
 #define STALL_CHECK_EVERY_US (10 * US_PER_S)
 #define DB_BACKOFF_MIN_MS 250
 #define DB_BACKOFF_MAX_MS 10000
@@ -411,6 +417,12 @@ main(int argc, char **argv)
 	int c, rc = 1;
 
 	log_set_program("genqd");
+	/* Every request's libcurl handle brings some 80 KiB of buffers (its
+	 * download and upload buffers), freed when it ends: with glibc's
+	 * defaults the heap's top went back to the kernel and was faulted in
+	 * again many times a second. */
+	mallopt(M_TRIM_THRESHOLD, GENQD_TRIM_THRESHOLD);
+	mallopt(M_MMAP_THRESHOLD, GENQD_MMAP_THRESHOLD);
 	while ((c = getopt_long(argc, argv, "c:fhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
