@@ -31,17 +31,32 @@ gqd_db_failed(struct genqd *g, int rc, const char *what)
 	(void)g, (void)rc, (void)what;
 }
 
+/* Runs made, and backends handed back, by the code under test. */
+static struct run made[16];
+static size_t nmade;
+static uint64_t handed_back[4];
+static size_t nhanded_back;
+
 struct run *
 run_new(struct genqd *g, struct backend *b)
 {
-	(void)g, (void)b;
-	return NULL;
+	struct run *r;
+
+	(void)g;
+	if (nmade == sizeof made / sizeof made[0])
+		return NULL;
+	r = &made[nmade++];
+	memset(r, 0, sizeof *r);
+	r->backend = b;
+	return r;
 }
 
 int
 finish_hand_back(struct genqd *g, uint64_t backend_id)
 {
-	(void)g, (void)backend_id;
+	(void)g;
+	if (nhanded_back < sizeof handed_back / sizeof handed_back[0])
+		handed_back[nhanded_back++] = backend_id;
 	return 0;
 }
 
@@ -262,6 +277,54 @@ START_TEST(a_claiming_backend_joins_no_other_claim)
 }
 END_TEST
 
+/* A claim came back after one of its backends' lease moved to another
+ * genqd (its renewal failed meanwhile): the jobs it started there get no
+ * run here; that backend's jobs are handed back (running, unowned) for the
+ * lease's new holder to recover. The other backend's start as usual. */
+START_TEST(a_backend_whose_lease_was_lost_meanwhile_launches_nothing)
+{
+	struct genqd g;
+	struct backend a, b;
+	struct head v[4];
+	struct qheads q;
+	struct taker tk[2];
+	struct claim c = { .takers = tk, .ntakers = 2, .queues = &q, .nqueues = 1 };
+	struct run *fresh[4];
+	size_t nfresh = 0;
+
+	memset(&g, 0, sizeof g);
+	nmade = nhanded_back = 0;
+	backend_init(&a, image_q, 1, 1, 1, 0);
+	backend_init(&b, image_q, 1, 1, 1, 0);
+	a.id = 1, b.id = 2;
+	snprintf(a.name, sizeof a.name, "a");
+	snprintf(b.name, sizeof b.name, "b");
+	heads_init(&q, "image", v, 4, 1, 100);
+	taker_init(&c, &tk[0], &a, 2);
+	taker_init(&c, &tk[1], &b, 2);
+	assign(&c);
+	for (size_t i = 0; i < 4; i++)
+		v[i].started = true;        /* the claim committed */
+	b.leased = false;
+
+	launch(&g, &c, fresh, &nfresh);
+	ck_assert_uint_eq(nfresh, 2);
+	ck_assert_ptr_eq(fresh[0]->backend, &a);
+	ck_assert_ptr_eq(fresh[1]->backend, &a);
+	ck_assert_uint_eq(fresh[0]->seq, 100);
+	ck_assert_uint_eq(fresh[1]->seq, 102);
+	ck_assert_uint_eq(nhanded_back, 1);
+	ck_assert_uint_eq(handed_back[0], 2);
+
+	/* Stopping (SIGTERM): nothing starts, and shutdown hands back all. */
+	nmade = nhanded_back = nfresh = 0;
+	g.stopping = true;
+	launch(&g, &c, fresh, &nfresh);
+	ck_assert_uint_eq(nfresh, 0);
+	ck_assert_uint_eq(nhanded_back, 0);
+}
+END_TEST
+
 /* A run whose prompt the backend is done with (fetching its outputs,
  * waiting for its commit) no longer holds a slot there. */
 START_TEST(vacated_runs_free_their_slots)
@@ -376,6 +439,7 @@ main(void)
 	tcase_add_test(tc, a_backend_serving_none_of_the_queues_gets_nothing);
 	tcase_add_test(tc, claim_due_rules);
 	tcase_add_test(tc, a_claiming_backend_joins_no_other_claim);
+	tcase_add_test(tc, a_backend_whose_lease_was_lost_meanwhile_launches_nothing);
 	tcase_add_test(tc, vacated_runs_free_their_slots);
 	tcase_add_test(tc, a_young_retry_goes_to_another_backend);
 	tcase_add_test(tc, a_young_retry_waits_while_only_its_backend_claims);
