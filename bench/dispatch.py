@@ -158,14 +158,16 @@ class Session:
 
 
 def wait_drained(stack, n, timeout):
-    """Until no job is queued or running, by one cheap count per 0.1 s on one
+    """Until no job is queued or running, by one probe per 0.1 s on one
     connection (the status API would cost the database more than the
     dispatch it measures: a queued job's read counts the jobs ahead of it);
-    then every one of the n jobs must have succeeded."""
+    then every one of the n jobs must have succeeded. The probe asks for one
+    such job, not their count: counting read up to every queued job's index
+    entry each time, some 3 ms of MariaDB's time a probe at 6,000 jobs."""
     deadline = time.monotonic() + timeout
     db = Session(stack)
     try:
-        while int(db.scalar("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')")):
+        while db.scalar("SELECT 1 FROM jobs WHERE status IN ('queued', 'running') LIMIT 1"):
             assert time.monotonic() < deadline, "jobs unfinished"
             time.sleep(0.1)
         done = int(db.scalar("SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'"))
@@ -326,7 +328,7 @@ def drain(args):
         per_job = {g: (cpu1[g] - cpu0[g]) / tick * 1000 / args.jobs for g in groups}
         print("  cpu per job: " + ", ".join(f"{g} {ms:.2f} ms" for g, ms in per_job.items())
               + " (genqd's start to the queue's end; mariadb's share includes the "
-              "bench's one count per 0.1 s on one connection)")
+              "bench's one probe per 0.1 s on one connection)")
         print("  database per job: " + ", ".join(
             f"{n} {(db1[n] - db0[n]) / args.jobs:.2f}" for n in DB_COUNTERS))
     finally:
