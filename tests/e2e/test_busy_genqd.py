@@ -128,11 +128,13 @@ class BusyGenqdTest(StackTestCase):
 
         log = self.genqd_log()
         self.assertEqual([t for t in TROUBLE if t in log], [], "genqd logged trouble")
-        # Every database thread did work (each connects at its first job),
-        # the second claimer too: claims overlapped. Each connected once.
-        for thread in ("committer", "claimer0", "claimer1"):
+        # The database threads did the work, each on one connection made at
+        # its first job. The second claimer takes a claim only while the
+        # first is busy and another backend falls due: most runs, not all.
+        for thread in ("committer", "claimer0"):
             self.assertEqual(log.count(f"event=committer_db_connected thread={thread} "), 1,
                              thread)
+        self.assertLessEqual(log.count("event=committer_db_connected thread=claimer1 "), 1)
 
     def test_2_sigterm_while_busy_then_a_new_genqd_finishes(self):
         before = self.prompts_requested()
