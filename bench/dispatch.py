@@ -80,8 +80,10 @@ def start(args, run_ms, backends):
              "(a run just before this one?); figures will be low, wait five minutes"
              if cost > CREATE_SLOW_US else "") + ")", flush=True)
     openai = getattr(args, "openai", False)
+    workers = getattr(args, "sim_workers", 0)
     stack = Stack(root, backends=0 if openai else backends, sim_run_ms=run_ms,
                   sim_impl=args.sim, openai_backends=backends if openai else 0,
+                  openai_sim_args=("--workers", str(workers)) if workers and args.sim == "c" else (),
                   daemon_settings={"history_poll_ms": 20, "poll_interval_ms": 200})
     print("(simulated backends: " + (f"OpenAI-compatible, {OAI_SIM_NAMES[args.sim]}"
                                      if openai else f"ComfyUI, {SIM_NAMES[args.sim]}") + ")",
@@ -509,6 +511,9 @@ def main():
                     help="simulated ComfyUI: c (tests/sim/comfysim) or python (comfyui_sim.py)")
     ap.add_argument("--openai", action="store_true",
                     help="drain: OpenAI-compatible backends and chat completions")
+    ap.add_argument("--sim-workers", type=int, default=0, metavar="N",
+                    help="drain --openai with oaisim: N epoll threads per simulator "
+                         "instead of a thread per connection (instant replies only)")
     ap.add_argument("--keep", action="store_true",
                     help="drain: keep the stack's directory (logs) afterwards")
     ap.add_argument("--profile", metavar="PATH",

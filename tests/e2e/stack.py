@@ -112,7 +112,8 @@ class Stack:
     simulators on port+1.. when port is given, else free ones."""
 
     def __init__(self, root, port=0, builddir=None, backends=2, fcgi_workers=4,
-                 sim_run_ms=300, daemon_settings=None, openai_backends=0, sim_impl="python"):
+                 sim_run_ms=300, daemon_settings=None, openai_backends=0, sim_impl="python",
+                 openai_sim_args=()):
         self.root = os.path.abspath(root)
         # "c": tests/sim/comfysim and tests/sim/oaisim, the benchmark's
         # simulators (tests/sim/README.md); "python": the tests' own.
@@ -121,6 +122,7 @@ class Stack:
             "GENQ_BUILDDIR", os.path.join(SRCDIR, "build")))
         self.nbackends = backends
         self.nopenai = openai_backends   # OpenAI-compatible simulators (queue llm)
+        self.openai_sim_args = tuple(openai_sim_args)   # for each of them, at up()
         self.fcgi_workers = fcgi_workers
         self.sim_run_ms = sim_run_ms
         self.daemon_settings = daemon_settings or {}
@@ -533,7 +535,7 @@ http {{
                 self.start_sim(i)
         for i in range(self.nopenai):
             if not self.running(f"oai{i + 1}"):
-                self.start_openai_sim(i)
+                self.start_openai_sim(i, self.openai_sim_args)
         if seed:
             self.seed()
         if not self.running("nginx"):

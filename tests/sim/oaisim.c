@@ -1492,7 +1492,7 @@ usage_exit(const char *why)
 	fprintf(stderr, "usage: oaisim --port N [--host 127.0.0.1] [--token-ms 20] [--tokens 16] "
 	    "[--run-ms 200] [--models sim-llm,sim-image] [--name NAME] [--pidfile F] [--log F] "
 	    "[--fail-next N] [--http-500-next N] [--hang] [--delay-ms N] [--loading] "
-	    "[--api-key KEY]\n");
+	    "[--api-key KEY] [--workers N]\n");
 	exit(2);
 }
 
@@ -1538,7 +1538,8 @@ main(int argc, char **argv)
 		{ "log", required_argument, NULL, 'l' }, { "fail-next", required_argument, NULL, 'f' },
 		{ "http-500-next", required_argument, NULL, '5' }, { "hang", no_argument, NULL, 'h' },
 		{ "delay-ms", required_argument, NULL, 'd' }, { "loading", no_argument, NULL, 'L' },
-		{ "api-key", required_argument, NULL, 'k' }, { NULL, 0, NULL, 0 },
+		{ "api-key", required_argument, NULL, 'k' }, { "workers", required_argument, NULL, 'w' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct oai s = { .k = { 20, 16, 200, 0, 0, 0, 0, false, false },
 	    .name = "openai-sim", .host = "127.0.0.1", .log = stderr };
@@ -1547,7 +1548,9 @@ main(int argc, char **argv)
 	const union MHD_DaemonInfo *di;
 	struct MHD_Daemon *d;
 	struct sigaction sa;
-	int port = -1, ch;
+	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD;
+	struct MHD_OptionItem pool[2] = { { MHD_OPTION_END, 0, NULL }, { MHD_OPTION_END, 0, NULL } };
+	int port = -1, workers = 0, ch;
 
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
@@ -1566,6 +1569,7 @@ main(int argc, char **argv)
 		case 'd': s.k.delay_ms = int_arg(optarg); break;
 		case 'L': s.k.loading = true; break;
 		case 'k': s.api_key = optarg; break;
+		case 'w': workers = int_arg(optarg); break;
 		default: usage_exit(NULL);
 		}
 	}
@@ -1593,14 +1597,22 @@ main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-	    MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL, on_request, &s,
+	/* --workers N: N threads each serving many connections from epoll
+	 * instead of a thread per connection, for benchmarks of instant
+	 * replies. A reply that sleeps (token pacing, delays, SIM_HANG) then
+	 * holds up every connection of its thread. */
+	if (workers > 0)
+		flags = MHD_USE_EPOLL_INTERNAL_THREAD;
+	pool[0] = (struct MHD_OptionItem){ workers > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
+	    workers, NULL };
+	d = MHD_start_daemon(flags | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL, on_request, &s,
+	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, &s,
 	    MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&addr,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s,
 	    MHD_OPTION_NOTIFY_CONNECTION, sim_on_connection, &s,
-	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, &s,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0,
 	    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)256,
+	    MHD_OPTION_ARRAY, pool,
 	    MHD_OPTION_END);
 	if (d == NULL) {
 		fprintf(stderr, "oaisim: cannot listen on %s:%d\n", s.host, port);

@@ -11,6 +11,8 @@ Run: GENQ_BUILDDIR=build python3 tests/sim/test_oaisim.py
 """
 
 import base64
+import concurrent.futures
+import http.client
 import json
 import os
 import socket
@@ -261,6 +263,49 @@ class SameWireTest(PairTest):
         self.c.conn.close()
         with open(self.c.log) as f:
             self.assertIn("POST /v1/chat/completions 413", f.read())
+
+
+class WorkersTest(PairTest):
+    """--workers 2 (epoll threads, the drain benchmark's mode) answers as a
+    thread per connection does: here the pair is the C simulator in both
+    modes."""
+    csim = CSIM
+
+    @classmethod
+    def start(cls, python, folder):
+        return Proc([CSIM] + ([] if python else ["--workers", "2"]), folder + ".log")
+
+    def test_the_same_answers_from_two_epoll_threads(self):
+        for body in (chat("hello SIM_TOKENS=5 SIM_TOKEN_MS=0"), chat("s SIM_TOKEN_MS=0", stream=True),
+                     {"model": "sim-image", "prompt": "a cat", "response_format": "b64_json"}):
+            path = "/v1/images/generations" if "prompt" in body else "/v1/chat/completions"
+            a, b = (s.request("POST", path, body) for s in self.sims)
+            self.assertEqual((a[0], a[1]), (b[0], b[1]), path)
+            self.assertEqual(a[0], 200)
+            if body.get("stream"):
+                self.assertEqual(len(sse_events(a[2])), len(sse_events(b[2])))
+            else:
+                self.assertEqual(shape(json.loads(a[2])), shape(json.loads(b[2])))
+
+    def test_many_connections_at_once_are_all_answered(self):
+        port = self.c.port
+
+        def one(k):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                for i in range(5):
+                    conn.request("POST", "/v1/chat/completions",
+                                 json.dumps(chat(f"{k} {i} SIM_TOKEN_MS=0", max_tokens=1)),
+                                 {"Content-Type": "application/json", "X-Request-Id": f"w{k}-{i}"})
+                    r = conn.getresponse()
+                    r.read()
+                    self.assertEqual(r.status, 200)
+            finally:
+                conn.close()
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(pool.map(one, range(16)))
+        ids = self.c.stats()["request_ids"]
+        self.assertEqual(sum(1 for k in ids if k.startswith("w")), 80)
 
 
 class ApiKeyTest(PairTest):
