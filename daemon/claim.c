@@ -314,16 +314,18 @@ static int
 start_jobs(struct db *db, const struct claim *c, struct head **v, size_t n)
 {
 	struct job_event ev[SQL_ROWS_MAX];
+	char prompt_ids[SQL_ROWS_MAX][GQ_UUID_LEN];
 	struct db_stmt *st;
 	int rc;
 
 	if ((st = sql_rows_prepare(db, &sql_attempts, n, &rc)) == NULL)
 		return rc;
+	if (gq_uuid4_many(prompt_ids, n) < 0)
+		return DB_ERR;
 	for (size_t i = 0; i < n; i++) {
 		unsigned k = (unsigned)(4 * i);
 
-		if (gq_uuid4(v[i]->prompt_id) < 0)
-			return DB_ERR;
+		memcpy(v[i]->prompt_id, prompt_ids[i], GQ_UUID_LEN);
 		db_bind_i64(st, k, (int64_t)v[i]->seq);
 		db_bind_i64(st, k + 1, v[i]->attempt);
 		db_bind_i64(st, k + 2, (int64_t)v[i]->tk->id);

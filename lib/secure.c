@@ -33,19 +33,43 @@ gq_random_bytes(void *buf, size_t len)
 	return 0;
 }
 
+/* 16 random bytes as a version-4 UUID's text. */
+static void
+uuid4_format(unsigned char b[16], char out[GQ_UUID_LEN])
+{
+	static const char hex[] = "0123456789abcdef";
+	char *p = out;
+
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = hex[b[i] >> 4];
+		*p++ = hex[b[i] & 0x0f];
+	}
+	*p = '\0';
+}
+
 int
 gq_uuid4(char out[GQ_UUID_LEN])
 {
-	unsigned char b[16];
+	return gq_uuid4_many((char (*)[GQ_UUID_LEN])out, 1);
+}
 
-	if (gq_random_bytes(b, sizeof b) < 0)
-		return -1;
-	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(out, GQ_UUID_LEN,
-	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-	    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
-	    b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+int
+gq_uuid4_many(char (*out)[GQ_UUID_LEN], size_t n)
+{
+	unsigned char b[GQ_UUID_BATCH][16];
+
+	for (size_t at = 0; at < n; at += GQ_UUID_BATCH) {
+		size_t k = n - at < GQ_UUID_BATCH ? n - at : GQ_UUID_BATCH;
+
+		if (gq_random_bytes(b, k * sizeof b[0]) < 0)
+			return -1;
+		for (size_t i = 0; i < k; i++)
+			uuid4_format(b[i], out[at + i]);
+	}
 	return 0;
 }
 

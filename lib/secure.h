@@ -18,6 +18,11 @@ int gq_random_bytes(void *buf, size_t len);
 /* A new lowercase version-4 UUID. Returns 0 or -1. */
 int gq_uuid4(char out[GQ_UUID_LEN]);
 
+/* n of them at once, from one call to the random source per
+ * GQ_UUID_BATCH. Returns 0 or -1. */
+#define GQ_UUID_BATCH 64
+int gq_uuid4_many(char (*out)[GQ_UUID_LEN], size_t n);
+
 /* True when s is a lowercase or uppercase canonical UUID (any version). */
 bool gq_is_uuid(const char *s);
 

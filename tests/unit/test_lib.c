@@ -129,6 +129,26 @@ START_TEST(uuid_is_version4_and_unique)
 }
 END_TEST
 
+/* Many at once (a claim's prompt ids): every one a version-4 UUID, all
+ * different, across more than one batch of the random source. */
+START_TEST(uuids_made_together_are_version4_and_distinct)
+{
+	enum { N = GQ_UUID_BATCH + 7 };
+	static char ids[N][GQ_UUID_LEN];
+
+	memset(ids, 'x', sizeof ids);
+	ck_assert_int_eq(gq_uuid4_many(ids, N), 0);
+	for (size_t i = 0; i < N; i++) {
+		ck_assert_msg(gq_is_uuid(ids[i]), "%zu: %.40s", i, ids[i]);
+		ck_assert_int_eq(ids[i][14], '4');
+		ck_assert(strchr("89ab", ids[i][19]) != NULL);
+		for (size_t j = 0; j < i; j++)
+			ck_assert_str_ne(ids[i], ids[j]);
+	}
+	ck_assert_int_eq(gq_uuid4_many(ids, 0), 0);
+}
+END_TEST
+
 START_TEST(sha256_matches_known_vector)
 {
 	char hex[GQ_SHA256_HEX_LEN];
@@ -401,6 +421,7 @@ lib_suite(void)
 	tcase_add_test(tc, config_reads_values_over_defaults);
 	tcase_add_test(tc, config_refuses_unknown_keys_and_bad_numbers);
 	tcase_add_test(tc, uuid_is_version4_and_unique);
+	tcase_add_test(tc, uuids_made_together_are_version4_and_distinct);
 	tcase_add_test(tc, sha256_matches_known_vector);
 	tcase_add_test(tc, api_keys_round_trip_their_prefix);
 	tcase_add_test(tc, times_format_and_parse_in_utc);
