@@ -551,6 +551,16 @@ taker_link(struct claim *c, struct taker *tk)
 	}
 }
 
+/* Is a claim due for any backend? */
+static bool
+any_claim_due(const struct genqd *g, int64_t now)
+{
+	for (const struct backend *b = g->backends; b != NULL; b = b->next)
+		if (claim_is_due(g, b, now))
+			return true;
+	return false;
+}
+
 /* The backends taking part in this claim, and the queues they serve: a
  * claim ready to post (c->ntakers > 0), or an empty one. -1 when out of
  * memory. */
@@ -558,10 +568,8 @@ static int
 claim_plan(struct genqd *g, struct claim *c, int64_t now)
 {
 	size_t nb = 0, nq = 0;
-	bool any_due = false;
+	bool any_due = any_claim_due(g, now);
 
-	for (struct backend *b = g->backends; b != NULL && !any_due; b = b->next)
-		any_due = claim_is_due(g, b, now);
 	if (!any_due)
 		return 0;
 	for (struct backend *b = g->backends; b != NULL; b = b->next)
@@ -673,7 +681,8 @@ claim_post(struct genqd *g, int i, int64_t now)
 	struct claim *c;
 	int n;
 
-	if (!gqd_db_ready(g) || g->stopping || g->claim_hold)
+	/* Most turns of the loop have nothing to claim: ask before allocating. */
+	if (!gqd_db_ready(g) || g->stopping || g->claim_hold || !any_claim_due(g, now))
 		return;
 	if ((c = calloc(1, sizeof *c)) == NULL || (n = claim_plan(g, c, now)) < 0) {
 		log_error("out_of_memory", "step=claim");
