@@ -372,7 +372,8 @@ loop(struct genqd *g)
 		if (g->stopping)
 			next = min64(next, g->stop_deadline);
 		now = gq_mono_us();
-		comfyws_wait(g, fds, 2 + GQD_CLAIMERS, next > now ? (int)((next - now + 999) / 1000) : 0, ready);
+		comfyws_wait(g, fds, 2 + GQD_CLAIMERS,
+		    next > now ? (int)((next - now + 999) / 1000) : 0, ready);
 		if (ready[0]) {
 			wake_drain(g->wake_fd);
 			claim_soon(g);

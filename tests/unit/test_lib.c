@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -386,6 +387,45 @@ START_TEST(log_lines_stay_one_valid_line)
 }
 END_TEST
 
+/* The pid a line carries is read once per process, and again in a child
+ * that fork() made after the parent logged. */
+START_TEST(log_lines_carry_the_pid_of_the_process_writing_them)
+{
+	char path[] = "/tmp/genq-log-XXXXXX", line[8192], want[64];
+	int fd = mkstemp(path), err = dup(2), status;
+	pid_t child;
+	FILE *f;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_ge(err, 0);
+	ck_assert_int_ge(dup2(fd, 2), 0);
+	log_info("parent_before", "%s", "");
+	if ((child = fork()) == 0) {
+		log_info("child", "%s", "");
+		_exit(0);
+	}
+	ck_assert_int_gt(child, 0);
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	log_info("parent_after", "%s", "");
+	dup2(err, 2);
+	close(err);
+
+	ck_assert_ptr_nonnull(f = fdopen(fd, "r"));
+	rewind(f);
+	snprintf(want, sizeof want, " pid=%d event=parent_before", (int)getpid());
+	ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+	ck_assert_msg(strstr(line, want) != NULL, "%s", line);
+	snprintf(want, sizeof want, " pid=%d event=child", (int)child);
+	ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+	ck_assert_msg(strstr(line, want) != NULL, "%s", line);
+	snprintf(want, sizeof want, " pid=%d event=parent_after", (int)getpid());
+	ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+	ck_assert_msg(strstr(line, want) != NULL, "%s", line);
+	fclose(f);
+	unlink(path);
+}
+END_TEST
+
 START_TEST(sql_rows_builds_one_text_per_count)
 {
 	static struct sql_rows t = SQL_ROWS_INIT("INSERT INTO x (a, b) VALUES ", "(?, ?)",
@@ -433,6 +473,7 @@ lib_suite(void)
 	tcase_add_test(tc, log_v_is_bare_only_when_safe);
 	tcase_add_test(tc, log_escape_cuts_between_characters);
 	tcase_add_test(tc, log_lines_stay_one_valid_line);
+	tcase_add_test(tc, log_lines_carry_the_pid_of_the_process_writing_them);
 	tcase_add_test(tc, sql_rows_builds_one_text_per_count);
 	tcase_add_test(tc, config_reads_backend_keys_and_refuses_unsafe_ones);
 	suite_add_tcase(s, tc);
