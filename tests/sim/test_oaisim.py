@@ -261,8 +261,16 @@ class SameWireTest(PairTest):
         st, ct, data, _ = self.c.request("POST", "/v1/chat/completions", b"x" * (33 << 20))
         self.assertEqual((st, json.loads(data)["error"]["message"]), (413, "Request body too large"))
         self.c.conn.close()
-        with open(self.c.log) as f:
-            self.assertIn("POST /v1/chat/completions 413", f.read())
+        # The line is written when the request is done on the simulator's
+        # side, which may be just after the client has its answer.
+        deadline = time.monotonic() + 5
+        while True:
+            with open(self.c.log) as f:
+                log = f.read()
+            if "POST /v1/chat/completions 413" in log or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertIn("POST /v1/chat/completions 413", log)
 
 
 class WorkersTest(PairTest):
