@@ -52,13 +52,19 @@ connection(struct committer *c)
 {
 	int64_t now = gq_mono_us();
 	char err[256] = "";
+	int rc;
 
 	if (c->db != NULL && !c->db_lost)
 		return c->db;
 	if (now < c->connect_at)
 		return NULL;
-	if (db_ensure(&c->db, c->cfg, err, sizeof err) == DB_OK) {
-		c->db_lost = false;
+	/* Only db_txn runs here (committer_fn's contract): no START
+	 * TRANSACTION round trip per claim or batch. */
+	rc = db_ensure(&c->db, c->cfg, err, sizeof err);
+	if (rc == DB_OK && (rc = db_txns_only(c->db)) != DB_OK)
+		snprintf(err, sizeof err, "%s", db_error(c->db));
+	c->db_lost = rc != DB_OK;
+	if (rc == DB_OK) {
 		log_info("committer_db_connected", "thread=%s backoff_ms=%d", c->name, c->backoff_ms);
 		c->backoff_ms = 0;
 		return c->db;

@@ -23,7 +23,9 @@ struct committer;
 /* A job: runs in the committer's thread with its connection, or with db
  * NULL when there is none (the database is down: the job says so to its
  * owner). Returns a db status; DB_GONE drops the connection, and the next
- * job gets a new one (after a backoff while connecting fails). */
+ * job gets a new one (after a backoff while connecting fails). Its
+ * statements run inside db_txn only: the connection has autocommit off
+ * (db_txns_only). */
 typedef int (*committer_fn)(struct db *db, void *arg);
 
 /* Start the thread (the connection is made at the first job). name (up to

@@ -56,6 +56,7 @@ struct db {
 	const struct genq_config *cfg;
 	struct db_stmt *stmts[STMT_BUCKETS];
 	int last_status;
+	bool txns_only;              /* autocommit off: see db_txns_only */
 	char err[512];
 };
 
@@ -171,6 +172,8 @@ connect_now(struct db *db)
 	 * take over: the server ends that session and its locks go. */
 	mysql_optionsv(db->conn, MYSQL_INIT_COMMAND,
 	    "SET SESSION idle_transaction_timeout = " DB_IDLE_TXN_TIMEOUT_S);
+	if (db->txns_only)
+		mysql_optionsv(db->conn, MYSQL_INIT_COMMAND, "SET SESSION autocommit = 0");
 	if (mysql_real_connect(db->conn,
 	    cfg->db_socket[0] ? NULL : cfg->db_host,
 	    cfg->db_user, cfg->db_password, cfg->db_name,
@@ -581,6 +584,19 @@ plain_query(struct db *db, const char *sql)
 }
 
 int
+db_txns_only(struct db *db)
+{
+	if (db->txns_only)
+		return DB_OK;
+	if (db->conn == NULL)
+		return record(db, CR_SERVER_GONE_ERROR, "not connected");
+	if (mysql_autocommit(db->conn, 0) != 0)
+		return record_conn(db);
+	db->txns_only = true;        /* and on every reconnect (connect_now) */
+	return DB_OK;
+}
+
+int
 db_begin(struct db *db)
 {
 	/* Fixed text with no data: no statement to prepare. */
@@ -625,7 +641,8 @@ db_txn(struct db *db, db_txn_fn fn, void *arg)
 	for (int attempt = 0; attempt < TXN_MAX_TRIES; attempt++) {
 		if (db->conn == NULL && (rc = db_reconnect(db)) != DB_OK)
 			goto again;
-		rc = db_begin(db);
+		/* Without autocommit the first statement begins it. */
+		rc = db->txns_only ? DB_OK : db_begin(db);
 		if (rc == DB_OK) {
 			rc = fn(db, arg);
 			if (rc == DB_OK)

@@ -87,6 +87,13 @@ int db_exec_simple(struct db *db, const char *sql);
  * literal (migration files). No parameters, no result rows kept. */
 int db_exec_once(struct db *db, const char *sql);
 
+/* From now on (and on every reconnect) db runs transactions only: with
+ * autocommit off, db_txn's transaction begins with its first statement
+ * rather than a START TRANSACTION round trip of its own. Every statement on
+ * such a connection must run inside db_txn (a statement outside one would
+ * leave a transaction open). */
+int db_txns_only(struct db *db);
+
 /* Explicit transactions. */
 int db_begin(struct db *db);
 int db_commit(struct db *db);
