@@ -296,7 +296,7 @@ run_action(struct ctl *ctl, const struct ctl_cmd *cmd, int argc, char **argv)
 		return CTL_FAIL;
 	}
 	if (a.wake && ctl->cfg.wake_socket[0] != '\0')
-		wake_send(ctl->cfg.wake_socket);
+		wake_send(ctl->cfg.wake_socket, NULL);
 	if (a.op == OP_RETRY)
 		printf("%s\n", a.new_id);      /* alone, like a submit's id, for scripts */
 	else

@@ -770,6 +770,17 @@ claim_soon(struct genqd *g)
 		b->next_claim_at = 0;
 }
 
+void
+claim_soon_for(struct genqd *g, const char *queue)
+{
+	for (struct backend *b = g->backends; b != NULL; b = b->next)
+		for (size_t i = 0; i < b->nqueues; i++)
+			if (strcmp(b->queues[i], queue) == 0) {
+				b->next_claim_at = 0;
+				break;
+			}
+}
+
 int64_t
 claim_next_deadline(const struct genqd *g)
 {

@@ -267,6 +267,9 @@ bool claim_pending(const struct genqd *g);
 void claim_drain(struct genqd *g);
 /* Make every backend claim at the next turn of the loop. */
 void claim_soon(struct genqd *g);
+/* The same for the backends that serve queue (a job became claimable
+ * there): idle backends of other queues go on waiting. */
+void claim_soon_for(struct genqd *g, const char *queue);
 /* When the next claim is due (monotonic µs; INT64_MAX when none). */
 int64_t claim_next_deadline(const struct genqd *g);
 

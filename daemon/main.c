@@ -321,6 +321,19 @@ begin_stop(struct genqd *g, int64_t now)
 	log_info("shutdown_begin", "running=%zu grace_s=%d", g->nruns, g->cfg->shutdown_grace_s);
 }
 
+/* A wake-up from a handler: a job became claimable in queue, or (NULL)
+ * anything may have changed (approval, undrain, cancel). */
+static void
+on_wake(void *arg, const char *queue)
+{
+	struct genqd *g = arg;
+
+	if (queue != NULL)
+		claim_soon_for(g, queue);
+	else
+		claim_soon(g);
+}
+
 static void
 loop(struct genqd *g)
 {
@@ -375,8 +388,7 @@ loop(struct genqd *g)
 		comfyws_wait(g, fds, 2 + GQD_CLAIMERS,
 		    next > now ? (int)((next - now + 999) / 1000) : 0, ready);
 		if (ready[0]) {
-			wake_drain(g->wake_fd);
-			claim_soon(g);
+			wake_drain(g->wake_fd, on_wake, g);
 			t.reload_at = min64(t.reload_at, t.last_reload + RELOAD_MIN_US);
 		}
 	}

@@ -193,7 +193,7 @@ judge(struct ctx *c, bool approve)
 	log_info(approve ? "job_approved" : "job_rejected", "job=%s actor=%s to=%s",
 	    j.id, actor, j.to);
 	if (approve && strcmp(j.to, "queued") == 0 && c->app->cfg->wake_socket[0])
-		wake_send(c->app->cfg->wake_socket);
+		wake_send(c->app->cfg->wake_socket, NULL);
 	rc = app_read(c->app, render_job, &r);
 	if (rc == DB_OK)
 		resp_json(c->resp, 200, r.job);
@@ -331,7 +331,7 @@ set_flag(struct ctx *c, bool queue, bool value)
 		    t.name, actor);
 	/* An undrained backend may take queued jobs at once. */
 	if (!queue && !value && c->app->cfg->wake_socket[0])
-		wake_send(c->app->cfg->wake_socket);
+		wake_send(c->app->cfg->wake_socket, NULL);
 	rc = app_read(c->app, queue ? read_queue : read_backend, &t);
 	if (rc == DB_OK)
 		resp_json(c->resp, 200, t.obj);

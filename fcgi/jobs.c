@@ -352,7 +352,7 @@ jobs_cancel(struct ctx *c)
 		return;
 	}
 	if (k.interrupt && c->app->cfg->wake_socket[0])
-		wake_send(c->app->cfg->wake_socket);
+		wake_send(c->app->cfg->wake_socket, NULL);
 	answer_job(c, 200);
 }
 

@@ -645,7 +645,7 @@ admit(struct ctx *c, const struct job_spec *spec, const char *regenerated_from,
 	log_debug("job_submitted", "job=%s user=%s queue=%s status=%s priority=%d",
 	    s.id, c->caller.name, log_v(spec->queue), s.status ? s.status : "?", s.priority);
 	if (s.status != NULL && strcmp(s.status, "queued") == 0 && c->app->cfg->wake_socket[0])
-		wake_send(c->app->cfg->wake_socket);
+		wake_send(c->app->cfg->wake_socket, spec->queue);
 	answer_created(c, &s);
 	admit_rate_headers(c, &s);
 out:

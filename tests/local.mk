@@ -38,6 +38,7 @@ E2E_TESTS = \
 	tests/e2e/test_genqctl.py \
 	tests/e2e/test_cgi.py \
 	tests/e2e/test_dispatch.py \
+	tests/e2e/test_wake.py \
 	tests/e2e/test_retry_backend.py \
 	tests/e2e/test_progress.py \
 	tests/e2e/test_tls_backend.py \

@@ -253,6 +253,42 @@ START_TEST(claim_due_rules)
 }
 END_TEST
 
+/* A wake-up about one queue makes the backends serving it due, and leaves
+ * those of other queues waiting for their poll (claim_soon_for); one about
+ * everything makes every backend due. */
+START_TEST(a_wake_up_for_a_queue_makes_only_its_backends_due)
+{
+	static char *video_q[] = { "video" };
+	struct genqd g;
+	struct backend image, both, video;
+
+	memset(&g, 0, sizeof g);
+	backend_init(&image, image_q, 1, 1, 0, 0);
+	backend_init(&both, both_q, 2, 1, 0, 0);
+	backend_init(&video, video_q, 1, 1, 0, 0);
+	image.next = &both;
+	both.next = &video;
+	g.backends = &image;
+	image.next_claim_at = both.next_claim_at = video.next_claim_at = 1000;
+	ck_assert(!claim_is_due(&g, &image, 10) && !claim_is_due(&g, &video, 10));
+
+	claim_soon_for(&g, "video");
+	ck_assert(!claim_is_due(&g, &image, 10));
+	ck_assert(claim_is_due(&g, &both, 10));
+	ck_assert(claim_is_due(&g, &video, 10));
+	ck_assert(!claim_joins(&g, &image, 10, true));
+
+	image.next_claim_at = both.next_claim_at = video.next_claim_at = 1000;
+	claim_soon_for(&g, "audio");               /* served by none here */
+	ck_assert(!claim_is_due(&g, &image, 10) && !claim_is_due(&g, &both, 10) &&
+	    !claim_is_due(&g, &video, 10));
+
+	claim_soon(&g);
+	ck_assert(claim_is_due(&g, &image, 10) && claim_is_due(&g, &both, 10) &&
+	    claim_is_due(&g, &video, 10));
+}
+END_TEST
+
 /* A backend in a claim in flight is in no other: not due, and not joining
  * one that another backend's need starts (GQD_CLAIMERS run at once). */
 START_TEST(a_claiming_backend_joins_no_other_claim)
@@ -441,6 +477,7 @@ main(void)
 	tcase_add_test(tc, a_claiming_backend_joins_no_other_claim);
 	tcase_add_test(tc, a_backend_whose_lease_was_lost_meanwhile_launches_nothing);
 	tcase_add_test(tc, vacated_runs_free_their_slots);
+	tcase_add_test(tc, a_wake_up_for_a_queue_makes_only_its_backends_due);
 	tcase_add_test(tc, a_young_retry_goes_to_another_backend);
 	tcase_add_test(tc, a_young_retry_waits_while_only_its_backend_claims);
 	tcase_add_test(tc, an_old_retry_may_run_where_it_failed);

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +18,7 @@
 #include "sqlrows.h"
 #include "log.h"
 #include "secure.h"
+#include "wake.h"
 
 static char *
 write_temp(const char *text)
@@ -452,6 +455,64 @@ START_TEST(sql_rows_builds_one_text_per_count)
 }
 END_TEST
 
+/* What wake_drain reports, in order: queue names, "*" for everything. */
+struct wakes {
+	char seen[8][WAKE_QUEUE_MAX + 1];
+	int n;
+};
+
+static void
+note_wake(void *arg, const char *queue)
+{
+	struct wakes *w = arg;
+
+	if (w->n < 8)
+		snprintf(w->seen[w->n++], sizeof w->seen[0], "%s", queue != NULL ? queue : "*");
+}
+
+/* A wake-up names its queue, or is about everything when it has none or
+ * one too long to carry; a datagram not in the format counts as about
+ * everything (a wake-up is never lost to its shape). */
+START_TEST(wake_ups_name_their_queue)
+{
+	char dir[] = "/tmp/genq-wake-XXXXXX", path[64], longq[WAKE_QUEUE_MAX + 2];
+	struct wakes w = { .n = 0 };
+	int fd, raw;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/wake", dir);
+	ck_assert_int_ge(fd = wake_listen(path), 0);
+	memset(longq, 'x', sizeof longq - 1);
+	longq[sizeof longq - 1] = '\0';
+	wake_send(path, "llm");
+	wake_send(path, NULL);
+	wake_send(path, longq);
+	longq[WAKE_QUEUE_MAX] = '\0';      /* exactly the longest carried */
+	wake_send(path, longq);
+	wake_send(path, "");
+	/* A stranger's datagram: a name with a NUL inside. */
+	ck_assert_int_ge(raw = socket(AF_UNIX, SOCK_DGRAM, 0), 0);
+	{
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+		snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+		ck_assert_int_eq(sendto(raw, "qa\0b", 4, 0, (struct sockaddr *)&sa, sizeof sa), 4);
+	}
+	close(raw);
+	wake_drain(fd, note_wake, &w);
+	ck_assert_int_eq(w.n, 6);
+	ck_assert_str_eq(w.seen[0], "llm");
+	ck_assert_str_eq(w.seen[1], "*");
+	ck_assert_str_eq(w.seen[2], "*");
+	ck_assert_str_eq(w.seen[3], longq);
+	ck_assert_str_eq(w.seen[4], "*");
+	ck_assert_str_eq(w.seen[5], "*");
+	close(fd);
+	unlink(path);
+	rmdir(dir);
+}
+END_TEST
+
 static Suite *
 lib_suite(void)
 {
@@ -476,6 +537,7 @@ lib_suite(void)
 	tcase_add_test(tc, log_lines_carry_the_pid_of_the_process_writing_them);
 	tcase_add_test(tc, sql_rows_builds_one_text_per_count);
 	tcase_add_test(tc, config_reads_backend_keys_and_refuses_unsafe_ones);
+	tcase_add_test(tc, wake_ups_name_their_queue);
 	suite_add_tcase(s, tc);
 	return s;
 }
