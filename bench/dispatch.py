@@ -268,7 +268,16 @@ def cpu_ticks(pids):
     return total
 
 
-DB_COUNTERS = ("Com_stmt_execute", "Com_commit", "Innodb_data_fsyncs")
+# Innodb_lsn_current: the bytes of redo log written.
+DB_COUNTERS = ("Com_stmt_execute", "Com_commit", "Innodb_data_fsyncs", "Innodb_lsn_current")
+
+
+def machine_ticks():
+    """(busy, all) clock ticks of every core so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]                     # idle, iowait
+    return sum(v) - idle, sum(v)
 
 
 def db_counters(stack):
@@ -314,8 +323,10 @@ def drain(args):
         stack.start_genqd()
         groups["genqd"] = stack._read_pids("genqd")
         cpu0 = {g: cpu_ticks(p) for g, p in groups.items()}
+        machine0 = machine_ticks()
         wait_drained(stack, len(ids), timeout=600)
         cpu1 = {g: cpu_ticks(p) for g, p in groups.items()}
+        machine1 = machine_ticks()
         stop_profile(profiler, args.profile)
         db1 = db_counters(stack)
         first, last = stack.query(
@@ -331,6 +342,9 @@ def drain(args):
         print("  cpu per job: " + ", ".join(f"{g} {ms:.2f} ms" for g, ms in per_job.items())
               + " (genqd's start to the queue's end; mariadb's share includes the "
               "bench's one probe per 0.1 s on one connection)")
+        busy, ticks = machine1[0] - machine0[0], machine1[1] - machine0[1]
+        print(f"  machine: {100 * busy / max(ticks, 1):.0f} % busy, all cores, from genqd's start "
+              "to the drain's end")
         print("  database per job: " + ", ".join(
             f"{n} {(db1[n] - db0[n]) / args.jobs:.2f}" for n in DB_COUNTERS))
     finally:

@@ -27,11 +27,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "log.h"
 #include "secure.h"
 #include "store.h"
 
-#define GQD_ID_MAX 100            /* identity: lease owner, claimed_by */
+#define GQD_ID_MAX CONFIG_DAEMON_ID_MAX   /* identity: lease owner, claimed_by */
 #define GQD_MSG_MAX 1024          /* error messages recorded on a job */
 #define GQD_FAIL_LIMIT 3          /* consecutive failures that mark a backend down, */
 #define GQD_FAIL_SPAN_US 2000000LL /* ... when they span at least this long */

@@ -206,6 +206,11 @@ set_identity(struct genqd *g)
 		if (gethostname(host, sizeof host) < 0)
 			snprintf(host, sizeof host, "localhost");
 		host[sizeof host - 1] = '\0';
+		/* The id is visible ASCII (config.h): so is what stands in for
+		 * any other byte of the host name. */
+		for (char *c = host; *c != '\0'; c++)
+			if (*c < 0x21 || *c > 0x7e)
+				*c = '_';
 		snprintf(g->id, sizeof g->id, "%.80s:%ld", host, (long)getpid());
 	}
 	snprintf(g->actor, sizeof g->actor, "genqd:%s", g->id);

@@ -221,6 +221,24 @@ config_check_daemon_files(const struct genq_config *cfg, const char *path, char 
 	return 0;
 }
 
+/* Settings whose check is more than a range: run once the file is read. */
+static int
+check_values(const struct genq_config *cfg, char *err, size_t errlen)
+{
+	size_t n = strlen(cfg->daemon_id);
+
+	if (n > CONFIG_DAEMON_ID_MAX) {
+		snprintf(err, errlen, "[daemon] id: at most %d characters", CONFIG_DAEMON_ID_MAX);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (cfg->daemon_id[i] < 0x21 || cfg->daemon_id[i] > 0x7e) {
+			snprintf(err, errlen, "[daemon] id: only visible ASCII characters");
+			return -1;
+		}
+	return 0;
+}
+
 int
 config_load(struct genq_config *cfg, const char *path, char *err, size_t errlen)
 {
@@ -236,6 +254,8 @@ config_load(struct genq_config *cfg, const char *path, char *err, size_t errlen)
 	}
 	rc = ini_parse_file(f, on_ini_entry, &st);
 	fclose(f);
+	if (!st.failed && rc == 0 && check_values(cfg, err, errlen) < 0)
+		st.failed = 1;
 	if (st.failed) {
 		/* err already says what; add where. */
 		char what[256];

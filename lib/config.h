@@ -59,6 +59,9 @@ struct backend_key {
 
 /* Longest backend name and token [backend_keys] accepts. */
 #define CONFIG_BACKEND_NAME_MAX 64
+/* [daemon] id: visible ASCII, stored in the fixed-width jobs.claimed_by
+ * (sql/012_inplace.sql) and backends.lease_owner. */
+#define CONFIG_DAEMON_ID_MAX 100
 #define CONFIG_BACKEND_TOKEN_MAX 512
 
 /* Fill cfg with defaults, then read path over them. On error returns -1 with

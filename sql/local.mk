@@ -8,4 +8,5 @@ dist_sql_DATA = sql/001_init.sql \
 	sql/008_indexes.sql \
 	sql/009_reporting.sql \
 	sql/010_retry_backend.sql \
-	sql/011_expiry.sql
+	sql/011_expiry.sql \
+	sql/012_inplace.sql

@@ -17,6 +17,34 @@ class GenqctlTest(StackTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.stack.scalar("SELECT COUNT(*) FROM schema_migrations"), before)
 
+    # What genqd's claim and completion write (daemon/claim.c, finish.c):
+    # each must keep its size from NULL to a value, so those updates stay
+    # in place (sql/012_inplace.sql).
+    HOT_COLUMNS = {
+        "jobs": ("status", "attempts", "backend_id", "prompt_id", "claimed_by", "lease_until",
+                 "started_at", "finished_at", "progress", "cost_charged", "cost_refunded",
+                 "retry_avoid_backend", "error_retryable", "not_before"),
+        "job_attempts": ("submitted_at", "finished_at", "outcome"),
+    }
+    FIXED_TYPES = {"tinyint", "int", "bigint", "double", "datetime", "enum", "char"}
+
+    def test_migrations_leave_the_busy_columns_fixed_width(self):
+        for table, columns in self.HOT_COLUMNS.items():
+            fmt = self.stack.scalar(
+                "SELECT ROW_FORMAT FROM information_schema.TABLES "
+                f"WHERE TABLE_SCHEMA = 'genq' AND TABLE_NAME = '{table}'")
+            self.assertEqual(fmt, "Redundant", table)
+            got = {r[0]: (r[1], r[2]) for r in self.stack.query(
+                "SELECT COLUMN_NAME, DATA_TYPE, IFNULL(CHARACTER_SET_NAME, '') "
+                "FROM information_schema.COLUMNS "
+                f"WHERE TABLE_SCHEMA = 'genq' AND TABLE_NAME = '{table}'")}
+            for column in columns:
+                self.assertIn(column, got, f"{table}.{column}")
+                kind, charset = got[column]
+                self.assertIn(kind, self.FIXED_TYPES, f"{table}.{column}")
+                if kind == "char":
+                    self.assertEqual(charset, "ascii", f"{table}.{column}")
+
     def test_key_create_prints_only_the_key(self):
         self.assertEqual(self.ctl("user", "add", "dave", "--tier", "free").returncode, 0)
         r = self.ctl("key", "create", "dave")

@@ -116,6 +116,42 @@ START_TEST(config_refuses_unknown_keys_and_bad_numbers)
 }
 END_TEST
 
+/* A genqd id lands in fixed-width ASCII columns (jobs.claimed_by): one
+ * that would not fit, or would not be stored as written, is refused
+ * rather than cut short, where two daemons could end up with one name. */
+START_TEST(config_refuses_daemon_ids_the_schema_cannot_hold)
+{
+	struct genq_config cfg;
+	char err[256], text[256];
+	char *path;
+
+	snprintf(text, sizeof text, "[daemon]\nid = %0*d\n", CONFIG_DAEMON_ID_MAX, 7);
+	path = write_temp(text);
+	ck_assert_int_eq(config_load(&cfg, path, err, sizeof err), 0);
+	ck_assert_uint_eq(strlen(cfg.daemon_id), CONFIG_DAEMON_ID_MAX);
+	config_free(&cfg);
+	unlink(path);
+
+	snprintf(text, sizeof text, "[daemon]\nid = %0*d\n", CONFIG_DAEMON_ID_MAX + 1, 7);
+	path = write_temp(text);
+	ck_assert_int_eq(config_load(&cfg, path, err, sizeof err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "[daemon] id: at most 100 characters"));
+	config_free(&cfg);
+	unlink(path);
+
+	path = write_temp("[daemon]\nid = gpu-h\xc3\xb6st:1\n");
+	ck_assert_int_eq(config_load(&cfg, path, err, sizeof err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "[daemon] id: only visible ASCII"));
+	config_free(&cfg);
+	unlink(path);
+
+	path = write_temp("[daemon]\nid = gpu host\n");
+	ck_assert_int_eq(config_load(&cfg, path, err, sizeof err), -1);
+	config_free(&cfg);
+	unlink(path);
+}
+END_TEST
+
 START_TEST(uuid_is_version4_and_unique)
 {
 	char a[GQ_UUID_LEN], b[GQ_UUID_LEN];
@@ -521,6 +557,7 @@ lib_suite(void)
 
 	tcase_add_test(tc, config_reads_values_over_defaults);
 	tcase_add_test(tc, config_refuses_unknown_keys_and_bad_numbers);
+	tcase_add_test(tc, config_refuses_daemon_ids_the_schema_cannot_hold);
 	tcase_add_test(tc, uuid_is_version4_and_unique);
 	tcase_add_test(tc, uuids_made_together_are_version4_and_distinct);
 	tcase_add_test(tc, sha256_matches_known_vector);
