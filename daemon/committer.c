@@ -18,25 +18,33 @@
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 10000
 
+/* A posted job. */
+struct job {
+	committer_fn fn;
+	void *arg;
+};
+
+/* Jobs are counted from the committer's start: job k sits in
+ * jobs[k % COMMITTER_DEPTH] from its post until the loop collects it. */
 struct committer {
 	const struct genq_config *cfg;
 	char name[24];               /* in log lines */
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;         /* a job was posted, or quit */
-	pthread_cond_t ended;        /* the job ended */
-	int done_fd;                 /* eventfd: counts ended jobs for the loop's poll */
+	pthread_cond_t job_ended;    /* a job ended */
+	int done_fd;                 /* eventfd: readable while an ended job waits */
 
 	/* Under lock: */
-	committer_fn fn;             /* the posted job; NULL once taken up */
-	void *arg;
-	bool running;                /* the thread took the job and works on it */
-	bool finished;               /* it ended; not yet collected */
+	struct job jobs[COMMITTER_DEPTH];
+	uint64_t posted;             /* jobs posted so far (written by the loop) */
+	uint64_t taken;              /* of those, taken up by the thread */
+	uint64_t ended;              /* of those, ended */
 	bool quit;
 
 	/* The loop's own: */
-	bool busy;                   /* posted and not yet collected */
-	int64_t posted_at;           /* monotonic µs */
+	uint64_t collected;          /* ended jobs handed back by committer_done */
+	int64_t posted_at[COMMITTER_DEPTH];  /* monotonic µs, per slot */
 
 	/* The thread's own: */
 	struct db *db;
@@ -86,29 +94,25 @@ thread_main(void *arg)
 	db_thread_begin();
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
-		committer_fn fn;
-		void *job;
+		struct job job;
 		struct db *db;
 		uint64_t one = 1;
 
-		while (c->fn == NULL && !c->quit)
+		while (c->taken == c->posted && !c->quit)
 			pthread_cond_wait(&c->wake, &c->lock);
-		if (c->fn == NULL)
+		if (c->taken == c->posted)
 			break;                  /* quit, nothing posted */
-		fn = c->fn;
-		job = c->arg;
-		c->fn = NULL;
-		c->running = true;
+		job = c->jobs[c->taken % COMMITTER_DEPTH];
+		c->taken++;
 		pthread_mutex_unlock(&c->lock);
 
 		db = connection(c);
-		if (fn(db, job) == DB_GONE && db != NULL)
+		if (job.fn(db, job.arg) == DB_GONE && db != NULL)
 			c->db_lost = true;
 
 		pthread_mutex_lock(&c->lock);
-		c->running = false;
-		c->finished = true;
-		pthread_cond_signal(&c->ended);
+		c->ended++;
+		pthread_cond_signal(&c->job_ended);
 		/* Cannot fail short of a counter at its maximum (never). */
 		if (write(c->done_fd, &one, sizeof one) < 0)
 			log_error("committer_signal_failed", "error=\"%s\"", strerror(errno));
@@ -140,7 +144,7 @@ committer_new(const struct genq_config *cfg, const char *name, char *err, size_t
 	}
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->wake, NULL);
-	pthread_cond_init(&c->ended, NULL);
+	pthread_cond_init(&c->job_ended, NULL);
 	/* Signals are the loop's: the thread starts with all of them blocked,
 	 * so a SIGTERM interrupts the loop's poll, not this thread. */
 	sigfillset(&all);
@@ -149,7 +153,7 @@ committer_new(const struct genq_config *cfg, const char *name, char *err, size_t
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
 		snprintf(err, errlen, "pthread_create: %s", strerror(rc));
-		pthread_cond_destroy(&c->ended);
+		pthread_cond_destroy(&c->job_ended);
 		pthread_cond_destroy(&c->wake);
 		pthread_mutex_destroy(&c->lock);
 		close(c->done_fd);
@@ -165,13 +169,14 @@ committer_free(struct committer *c)
 	if (c == NULL)
 		return;
 	committer_wait(c);
-	committer_done(c);
+	while (committer_done(c))
+		;
 	pthread_mutex_lock(&c->lock);
 	c->quit = true;
 	pthread_cond_signal(&c->wake);
 	pthread_mutex_unlock(&c->lock);
 	pthread_join(c->thread, NULL);
-	pthread_cond_destroy(&c->ended);
+	pthread_cond_destroy(&c->job_ended);
 	pthread_cond_destroy(&c->wake);
 	pthread_mutex_destroy(&c->lock);
 	close(c->done_fd);
@@ -187,13 +192,19 @@ committer_fd(const struct committer *c)
 bool
 committer_busy(const struct committer *c)
 {
-	return c->busy;
+	return c->posted > c->collected;
+}
+
+bool
+committer_has_room(const struct committer *c)
+{
+	return c->posted - c->collected < COMMITTER_DEPTH;
 }
 
 int64_t
 committer_busy_since(const struct committer *c)
 {
-	return c->busy ? c->posted_at : 0;
+	return committer_busy(c) ? c->posted_at[c->collected % COMMITTER_DEPTH] : 0;
 }
 
 const char *
@@ -205,25 +216,27 @@ committer_name(const struct committer *c)
 void
 committer_post(struct committer *c, committer_fn fn, void *arg)
 {
+	size_t slot = c->posted % COMMITTER_DEPTH;
+
 	pthread_mutex_lock(&c->lock);
-	c->fn = fn;
-	c->arg = arg;
-	c->busy = true;
-	c->posted_at = gq_mono_us();
+	c->jobs[slot] = (struct job){ fn, arg };
+	c->posted++;
 	pthread_cond_signal(&c->wake);
 	pthread_mutex_unlock(&c->lock);
+	c->posted_at[slot] = gq_mono_us();
 }
 
-/* Under lock, the job ended: the committer is the loop's again. */
+/* Under lock, the oldest job ended: its argument is the loop's again. */
 static void
 collect(struct committer *c)
 {
 	uint64_t count;
 
-	c->finished = false;
-	c->busy = false;
-	/* Reset the counter; EAGAIN (nothing to read) is as good. */
-	if (read(c->done_fd, &count, sizeof count) < 0 && errno != EAGAIN)
+	c->collected++;
+	/* Reset the counter once no ended job waits (EAGAIN, nothing to
+	 * read, is as good); while one does, the descriptor stays readable. */
+	if (c->ended == c->collected && read(c->done_fd, &count, sizeof count) < 0 &&
+	    errno != EAGAIN)
 		log_error("committer_signal_failed", "error=\"%s\"", strerror(errno));
 }
 
@@ -242,10 +255,10 @@ committer_done(struct committer *c)
 {
 	bool done;
 
-	if (!c->busy)
+	if (!committer_busy(c))
 		return false;
 	pthread_mutex_lock(&c->lock);
-	if ((done = c->finished))
+	if ((done = c->ended > c->collected))
 		collect(c);
 	pthread_mutex_unlock(&c->lock);
 	return done;
@@ -254,10 +267,10 @@ committer_done(struct committer *c)
 void
 committer_wait(struct committer *c)
 {
-	if (!c->busy)
+	if (!committer_busy(c))
 		return;
 	pthread_mutex_lock(&c->lock);
-	while (!c->finished)
-		pthread_cond_wait(&c->ended, &c->lock);
+	while (c->ended < c->posted)
+		pthread_cond_wait(&c->job_ended, &c->lock);
 	pthread_mutex_unlock(&c->lock);
 }

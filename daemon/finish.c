@@ -625,14 +625,21 @@ batch_txn(struct db *db, void *arg)
 	return DB_OK;
 }
 
-/* A batch as handed to the committer, with room for its copies. One per
- * genqd, reused: the committer has at most one batch in hand. */
-struct finishing {
+/* A batch as handed to the committer, with room for its copies. */
+struct batch_buf {
 	struct batch bt;
 	bool sync;                   /* sync the output store before committing */
 	struct finish f[FINISH_BATCH_MAX];
 	char marks[FINISH_BATCH_MAX][GQ_UUID_LEN];
 	struct progress_note prog[FINISH_BATCH_MAX];
+};
+
+/* One batch buffer for each the committer may hold, reused in turn: batch
+ * k is in buf[k % COMMITTER_DEPTH], and the committer hands them back in
+ * the order they were posted. */
+struct finishing {
+	struct batch_buf buf[COMMITTER_DEPTH];
+	uint64_t posted, collected;
 };
 
 /* ---- in the committer's thread ----------------------------------- */
@@ -662,7 +669,7 @@ defer_all(struct batch *bt)
 static int
 commit_batch(struct db *db, void *arg)
 {
-	struct finishing *fin = arg;
+	struct batch_buf *fin = arg;
 	struct batch *bt = &fin->bt;
 	int rc;
 
@@ -726,11 +733,13 @@ stored_files(const struct finish *f, size_t n)
 	return false;
 }
 
-/* The committer is done with the batch: act on what became of each run. */
+/* The committer is done with the oldest batch: act on what became of
+ * each run. */
 static void
 take_results(struct genqd *g)
 {
-	struct batch *bt = &g->finishing->bt;
+	struct finishing *fin = g->finishing;
+	struct batch *bt = &fin->buf[fin->collected++ % COMMITTER_DEPTH].bt;
 
 	for (size_t i = 0; i < bt->n; i++) {
 		struct finish *f = &bt->f[i];
@@ -756,9 +765,21 @@ take_results(struct genqd *g)
 	bt->n = bt->nmarks = bt->nprog = 0;
 }
 
+/* Would a batch gathered now be full? */
+static bool
+batch_would_fill(const struct genqd *g)
+{
+	size_t ended = 0;
+
+	for (const struct run *r = g->runs; r != NULL; r = r->next)
+		if (r->state == RUN_ENDED && r->tries == 0 && ++ended >= FINISH_BATCH_MAX)
+			return true;
+	return false;
+}
+
 /* Gather what is due into the batch; false when there is nothing. */
 static bool
-gather(struct genqd *g, struct finishing *fin, int64_t now)
+gather(struct genqd *g, struct batch_buf *fin, int64_t now)
 {
 	struct batch *bt = &fin->bt;
 	size_t ended = 0;
@@ -804,26 +825,36 @@ void
 finish_flush(struct genqd *g, int64_t now)
 {
 	struct finishing *fin = g->finishing;
+	struct batch_buf *next;
 
-	if (fin != NULL && committer_done(g->committer))
-		take_results(g);
-	if (committer_busy(g->committer))
-		return;             /* the next batch gathers meanwhile */
 	if (fin == NULL) {
 		if ((fin = calloc(1, sizeof *fin)) == NULL) {
 			log_error("out_of_memory", "step=finish");
 			return;
 		}
-		fin->bt = (struct batch){ .g = g, .f = fin->f, .marks = fin->marks,
-		    .prog = fin->prog };
+		for (size_t i = 0; i < COMMITTER_DEPTH; i++)
+			fin->buf[i].bt = (struct batch){ .g = g, .f = fin->buf[i].f,
+			    .marks = fin->buf[i].marks, .prog = fin->buf[i].prog };
 		g->finishing = fin;
 	}
-	if (!gather(g, fin, now))
+	while (committer_done(g->committer))
+		take_results(g);
+	if (!committer_has_room(g->committer))
+		return;
+	/* With a batch in hand, the next waits behind it already gathered, so
+	 * the committer goes from one to the other without a turn of the loop
+	 * between them; but only a full one: a part batch is better left to
+	 * grow meanwhile. */
+	if (committer_busy(g->committer) && !batch_would_fill(g))
+		return;
+	next = &fin->buf[fin->posted % COMMITTER_DEPTH];
+	if (!gather(g, next, now))
 		return;
 	/* Left alone by the loop until collect: see struct finish. */
-	for (size_t i = 0; i < fin->bt.n; i++)
-		fin->f[i].r->state = RUN_COMMITTING;
-	committer_post(g->committer, commit_batch, fin);
+	for (size_t i = 0; i < next->bt.n; i++)
+		next->f[i].r->state = RUN_COMMITTING;
+	fin->posted++;
+	committer_post(g->committer, commit_batch, next);
 }
 
 int64_t
@@ -852,7 +883,7 @@ finish_drain(struct genqd *g)
 		finish_flush(g, INT64_MAX);   /* takes the results, sends what is left */
 	}
 	committer_wait(g->committer);
-	if (committer_done(g->committer))
+	while (committer_done(g->committer))
 		take_results(g);
 }
 

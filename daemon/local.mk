@@ -52,6 +52,14 @@ tests_unit_test_daemon_claim_SOURCES = tests/unit/test_daemon_claim.c
 tests_unit_test_daemon_claim_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/daemon $(GENQ_LIB_CFLAGS) $(CHECK_CFLAGS)
 tests_unit_test_daemon_claim_LDADD = $(GENQ_LIB_LIBS) $(CHECK_LIBS)
 
+# The committer's queue of jobs: order, hand-back, no wait for the loop.
+check_PROGRAMS += tests/unit/test_daemon_committer
+TESTS += tests/unit/test_daemon_committer
+tests_unit_test_daemon_committer_SOURCES = tests/unit/test_daemon_committer.c
+tests_unit_test_daemon_committer_CFLAGS = $(AM_CFLAGS) -pthread -I$(top_srcdir)/daemon $(GENQ_LIB_CFLAGS) $(CHECK_CFLAGS)
+tests_unit_test_daemon_committer_LDFLAGS = -pthread
+tests_unit_test_daemon_committer_LDADD = $(GENQ_LIB_LIBS) $(CHECK_LIBS)
+
 tests_unit_test_daemon_comfy_SOURCES = tests/unit/test_daemon_comfy.c
 tests_unit_test_daemon_comfy_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/daemon $(GENQ_LIB_CFLAGS) $(CHECK_CFLAGS)
 tests_unit_test_daemon_comfy_LDADD = $(GENQ_LIB_LIBS) $(CHECK_LIBS)
