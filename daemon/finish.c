@@ -669,8 +669,8 @@ defer_all(struct batch *bt)
 static int
 commit_batch(struct db *db, void *arg)
 {
-	struct batch_buf *fin = arg;
-	struct batch *bt = &fin->bt;
+	struct batch_buf *buf = arg;
+	struct batch *bt = &buf->bt;
 	int rc;
 
 	defer_all(bt);
@@ -679,7 +679,7 @@ commit_batch(struct db *db, void *arg)
 	/* Output files are written and renamed without a sync each
 	 * (outputs.c): one sync of the file system here makes every one of
 	 * the batch durable before any job says succeeded. */
-	if (fin->sync && sync_outputs(bt->g->cfg->output_dir) < 0) {
+	if (buf->sync && sync_outputs(bt->g->cfg->output_dir) < 0) {
 		log_error("output_sync_failed", "error=\"%s\"", strerror(errno));
 		return DB_OK;
 	}
@@ -779,9 +779,9 @@ batch_would_fill(const struct genqd *g)
 
 /* Gather what is due into the batch; false when there is nothing. */
 static bool
-gather(struct genqd *g, struct batch_buf *fin, int64_t now)
+gather(struct genqd *g, struct batch_buf *buf, int64_t now)
 {
-	struct batch *bt = &fin->bt;
+	struct batch *bt = &buf->bt;
 	size_t ended = 0;
 	bool full = false;
 
@@ -794,7 +794,7 @@ gather(struct genqd *g, struct batch_buf *fin, int64_t now)
 			continue;
 		if (r->state == RUN_ENDED && (r->next_at <= now || (full && r->tries == 0)) &&
 		    bt->n < FINISH_BATCH_MAX) {
-			struct finish *x = &fin->f[bt->n++];
+			struct finish *x = &buf->f[bt->n++];
 
 			memset(x, 0, sizeof *x);
 			x->g = g;
@@ -806,18 +806,18 @@ gather(struct genqd *g, struct batch_buf *fin, int64_t now)
 		 * never retried. An ended run's acceptance is written with its
 		 * end; progress of a run that ended is moot. */
 		if (r->submit_noted && r->state != RUN_ENDED && bt->nmarks < FINISH_BATCH_MAX) {
-			memcpy(fin->marks[bt->nmarks++], r->prompt_id, GQ_UUID_LEN);
+			memcpy(buf->marks[bt->nmarks++], r->prompt_id, GQ_UUID_LEN);
 			r->submit_noted = false;
 		}
 		if (r->progress_noted && r->state == RUN_ACTIVE && now >= r->progress_write_at &&
 		    bt->nprog < FINISH_BATCH_MAX) {
-			fin->prog[bt->nprog++] = (struct progress_note){ r->seq, { 0 }, r->progress,
+			buf->prog[bt->nprog++] = (struct progress_note){ r->seq, { 0 }, r->progress,
 			    r->no_webhook };
-			memcpy(fin->prog[bt->nprog - 1].prompt_id, r->prompt_id, GQ_UUID_LEN);
+			memcpy(buf->prog[bt->nprog - 1].prompt_id, r->prompt_id, GQ_UUID_LEN);
 			r->progress_noted = false;
 		}
 	}
-	fin->sync = stored_files(fin->f, bt->n);
+	buf->sync = stored_files(buf->f, bt->n);
 	return bt->n > 0 || bt->nmarks > 0 || bt->nprog > 0;
 }
 

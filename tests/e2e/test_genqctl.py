@@ -1,8 +1,12 @@
 """genqctl against the real database: idempotent migrations, keys printed
 once and alone, one-line errors with a non-zero exit."""
 
+import os
+import subprocess
+
 import harness
 from harness import StackTestCase
+from stack import wait_for
 
 
 class GenqctlTest(StackTestCase):
@@ -44,6 +48,25 @@ class GenqctlTest(StackTestCase):
                 self.assertIn(kind, self.FIXED_TYPES, f"{table}.{column}")
                 if kind == "char":
                     self.assertEqual(charset, "ascii", f"{table}.{column}")
+
+    def test_genqd_refuses_an_id_claimed_by_cannot_hold(self):
+        for name, daemon_id, why in (("genqd-nonascii", "gpu-h\u00f6st-1", "only visible ASCII"),
+                                     ("genqd-long", "g" * 101, "at most 100 characters")):
+            conf = self.stack.write_genqd_config(name, daemon_id)
+            proc = subprocess.run([self.stack.bin("genqd"), "--config", conf],
+                                  capture_output=True, text=True, timeout=30)
+            self.assertEqual(proc.returncode, 1, proc.stderr)
+            self.assertIn("[daemon] id: " + why, proc.stderr)
+        # At the limit it starts, under that id.
+        conf = self.stack.write_genqd_config("genqd-100", "g" * 100)
+        self.stack.start_genqd("genqd-100", conf)
+        log = os.path.join(self.stack.logdir, "genqd-100.log")
+        try:
+            wait_for("genqd with a 100-character id",
+                     lambda: os.path.exists(log) and "event=start id=" + "g" * 100 + " " in
+                     open(log, errors="replace").read(), timeout=20)
+        finally:
+            self.stack.stop("genqd-100")
 
     def test_key_create_prints_only_the_key(self):
         self.assertEqual(self.ctl("user", "add", "dave", "--tier", "free").returncode, 0)
