@@ -337,6 +337,16 @@ def drain(args):
               f"{'OpenAI-compatible' if args.openai else 'ComfyUI'} backends through one genqd: "
               f"{args.jobs / span:.0f} jobs/s (first start to last finish {span:.2f} s; "
               f"wall {time.monotonic() - t0:.2f} s)")
+        # The middle 80 % of the completions: the rate once every backend is
+        # busy, without genqd's start (its first claim, its first TCP
+        # connections) or the last jobs' tail.
+        ends = [int(r[0]) for r in stack.query(
+            f"SELECT TIMESTAMPDIFF(MICROSECOND, '{first}', finished_at) FROM jobs "
+            "ORDER BY finished_at")]
+        lo, hi = len(ends) // 10, len(ends) * 9 // 10
+        print(f"  steady: {(hi - lo) / max(ends[hi] - ends[lo], 1) * 1e6:.0f} jobs/s between the "
+              f"10th and the 90th percentile completion; the first ended "
+              f"{ends[0] / 1000:.1f} ms after the first start")
         tick = os.sysconf("SC_CLK_TCK")
         per_job = {g: (cpu1[g] - cpu0[g]) / tick * 1000 / args.jobs for g in groups}
         print("  cpu per job: " + ", ".join(f"{g} {ms:.2f} ms" for g, ms in per_job.items())

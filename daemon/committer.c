@@ -92,6 +92,10 @@ thread_main(void *arg)
 	struct committer *c = arg;
 
 	db_thread_begin();
+	/* Connected before the first job, not by it: the first claim and the
+	 * first batch after a start are not kept waiting for a login. A failure
+	 * here is retried by the first job, after the backoff. */
+	(void)connection(c);
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		struct job job;
