@@ -9,4 +9,5 @@ dist_sql_DATA = sql/001_init.sql \
 	sql/009_reporting.sql \
 	sql/010_retry_backend.sql \
 	sql/011_expiry.sql \
-	sql/012_inplace.sql
+	sql/012_inplace.sql \
+	sql/013_lease_index.sql

@@ -1,0 +1,11 @@
+-- genq schema 013: jobs_status_lease goes.
+-- Statements end with ';' at the end of a line: genqctl migrate splits on that.
+--
+-- No statement reads jobs by lease_until: a genqd renews and hands back its
+-- jobs' leases by claimed_by, and recovery goes by the backend's lease.
+-- What read along this index read its status prefix only ("the running
+-- jobs", "is any job waiting"), which jobs_expiry and jobs_finished, both
+-- led by status, answer as well (tests/e2e/test_query_plans.py). Keeping it
+-- cost two entry changes on each of a job's two busy transitions, and one
+-- on every lease renewal of every running job.
+ALTER TABLE jobs DROP INDEX jobs_status_lease;
