@@ -9,8 +9,9 @@
       backend's execution_start.
   bench/dispatch.py drain     [--jobs 2000] [--backends 4] [--prefetch 1] [--openai]
       Instant jobs: jobs per second from the first claim to the last
-      completion, through one genqd, and the CPU each process spent per
-      job. --openai drains chat completions through OpenAI-compatible
+      completion, through one genqd (and between the 10th and the 90th
+      percentile completion, without the start and the tail), and the CPU
+      each process spent per job. --openai drains chat completions through OpenAI-compatible
       backends instead (answering at once): one
       request per job and no file to store, so genqd's and MariaDB's CPU
       per job there is genq's own cost with the cheapest protocol.

@@ -51,8 +51,8 @@ static const char SQL_RESOLVABLE[] =
     "    OR SUM(p.status <> 'succeeded') = 0 "
     "LIMIT 100";
 /* Is any job waiting? Asked before the transaction: most passes find none
- * (an index led by status: jobs_expiry), and then cost one round trip, not
- * three. */
+ * (along an index led by status: jobs_finished or jobs_expiry), and then
+ * cost one round trip, not three. */
 static const char SQL_ANY_WAITING[] =
     "SELECT 1 FROM jobs WHERE status = 'waiting' LIMIT 1";
 /* The time to live counts from here: a job is not queued while it waits. */
