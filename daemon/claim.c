@@ -56,10 +56,12 @@ static const char SQL_HEADS[] =
 /* A backend may take jobs only while it is not draining and its lease is
  * ours. The shared lock makes a drain (genqctl or the admin API) wait for
  * this claim's commit, so it stops new jobs at once, not at the next table
- * reload, and a genqd whose backend lease ran out starts nothing there. */
-static const char SQL_BACKEND_OPEN[] =
-    "SELECT 1 FROM backends WHERE id = ? AND draining = 0 AND lease_owner = ? "
-    "AND lease_until > UTC_TIMESTAMP(6) LOCK IN SHARE MODE";
+ * reload, and a genqd whose backend lease ran out starts nothing there.
+ * One statement asks for every backend of the claim. */
+static struct sql_rows sql_backends_open = SQL_ROWS_INIT(
+    "SELECT id FROM backends WHERE draining = 0 AND lease_owner = ? "
+    "AND lease_until > UTC_TIMESTAMP(6) AND id IN (",
+    "?", ") LOCK IN SHARE MODE");
 /* Every job a claim starts, many to a statement: the attempt rows first,
  * then the jobs take their backend and prompt id from them. */
 static struct sql_rows sql_attempts = SQL_ROWS_INIT(
@@ -128,6 +130,7 @@ struct taker {
 	size_t nqueues;
 	int want, got;
 	bool held_back;              /* passed over a retry kept from it */
+	bool open;                   /* may take jobs in this transaction */
 };
 
 struct claim {
@@ -287,24 +290,30 @@ assign(struct claim *c)
 	}
 }
 
-/* May b take jobs in this transaction? (SQL_BACKEND_OPEN) */
+/* Which of the takers v[0..n) may take jobs in this transaction
+ * (sql_backends_open): each one's open flag. */
 static int
-backend_open(struct db *db, const struct claim *c, const struct taker *tk, bool *open)
+backends_open(struct db *db, const struct claim *c, struct taker **v, size_t n)
 {
-	struct db_stmt *st = db_prepare(db, SQL_BACKEND_OPEN);
+	struct db_stmt *st;
 	int rc;
 
-	if (st == NULL)
-		return db_last_status(db);
-	db_bind_i64(st, 0, (int64_t)tk->id);
-	db_bind_str(st, 1, c->owner);
+	if ((st = sql_rows_prepare(db, &sql_backends_open, n, &rc)) == NULL)
+		return rc;
+	db_bind_str(st, 0, c->owner);
+	for (size_t i = 0; i < n; i++) {
+		v[i]->open = false;
+		db_bind_i64(st, (unsigned)(1 + i), (int64_t)v[i]->id);
+	}
 	if ((rc = db_exec(st)) != DB_OK)
 		return rc;
-	if ((rc = db_next(st)) < 0)
-		return rc;
-	*open = rc == 1;
-	while (rc == 1)
-		rc = db_next(st);          /* drain the result set */
+	while ((rc = db_next(st)) == 1) {
+		uint64_t id = (uint64_t)db_i64(st, 0);
+
+		for (size_t i = 0; i < n; i++)
+			if (v[i]->id == id)
+				v[i]->open = true;
+	}
 	return rc < 0 ? rc : DB_OK;
 }
 
@@ -358,7 +367,31 @@ start_jobs(struct db *db, const struct claim *c, struct head **v, size_t n)
 	return job_events_add(db, ev, n, c->actor);
 }
 
-/* Start every assigned head whose backend is open, SQL_ROWS_MAX at a time. */
+/* Find out which takers are open, SQL_ROWS_MAX to a statement. */
+static int
+check_open(struct db *db, struct claim *c)
+{
+	struct taker *v[SQL_ROWS_MAX];
+	size_t n = 0;
+	int rc;
+
+	for (size_t t = 0; t < c->ntakers; t++) {
+		c->takers[t].open = false;
+		if (c->takers[t].got == 0)
+			continue;
+		v[n++] = &c->takers[t];
+		if (n == SQL_ROWS_MAX) {
+			if ((rc = backends_open(db, c, v, n)) != DB_OK)
+				return rc;
+			n = 0;
+		}
+	}
+	return n > 0 ? backends_open(db, c, v, n) : DB_OK;
+}
+
+/* Start every assigned head whose backend is open, SQL_ROWS_MAX at a time.
+ * The heads of a backend that is not (draining, or no longer ours) stay
+ * queued. */
 static int
 start_assigned(struct db *db, struct claim *c)
 {
@@ -366,34 +399,23 @@ start_assigned(struct db *db, struct claim *c)
 	size_t n = 0;
 	int rc;
 
-	for (size_t t = 0; t < c->ntakers; t++) {
-		struct taker *tk = &c->takers[t];
-		bool open = false;
+	if ((rc = check_open(db, c)) != DB_OK)
+		return rc;
+	for (size_t q = 0; q < c->nqueues; q++) {
+		struct qheads *qh = &c->queues[q];
 
-		if (tk->got == 0)
-			continue;
-		if ((rc = backend_open(db, c, tk, &open)) != DB_OK)
-			return rc;
-		if (!open) {
-			/* Draining, or no longer ours: its heads stay queued. */
-			for (size_t q = 0; q < c->nqueues; q++)
-				for (size_t i = 0; i < c->queues[q].n; i++)
-					if (c->queues[q].v[i].tk == tk)
-						c->queues[q].v[i].tk = NULL;
-			continue;
-		}
-		for (size_t q = 0; q < c->nqueues; q++) {
-			struct qheads *qh = &c->queues[q];
-
-			for (size_t i = 0; i < qh->n; i++) {
-				if (qh->v[i].tk != tk)
-					continue;
-				batch[n++] = &qh->v[i];
-				if (n == SQL_ROWS_MAX) {
-					if ((rc = start_jobs(db, c, batch, n)) != DB_OK)
-						return rc;
-					n = 0;
-				}
+		for (size_t i = 0; i < qh->n; i++) {
+			if (qh->v[i].tk == NULL)
+				continue;
+			if (!qh->v[i].tk->open) {
+				qh->v[i].tk = NULL;
+				continue;
+			}
+			batch[n++] = &qh->v[i];
+			if (n == SQL_ROWS_MAX) {
+				if ((rc = start_jobs(db, c, batch, n)) != DB_OK)
+					return rc;
+				n = 0;
 			}
 		}
 	}
