@@ -34,6 +34,8 @@ static const char SQL_NOTE_OK[] =
 #define PROBE_HEALTHY_US (5 * US_PER_S)
 #define PROBE_DOWN_US (2 * US_PER_S)
 #define LEASE_EXPIRY_MARGIN_US (50 * 1000LL)  /* try a lease this long after it runs out */
+#define CONNECTIONS_SPARE 32L             /* kept for webhook destinations */
+#define CONNECTIONS_MAX 8192L             /* file descriptors are the bound */
 
 static const struct proto *
 proto_for(const char *type)
@@ -141,6 +143,20 @@ take_row(struct genqd *g, struct db_stmt *st)
 	return 0;
 }
 
+/* Keep a connection for every job a backend may hold and for its probe,
+ * plus some for webhooks: the jobs a claim starts end together, and the
+ * next claim's requests then reuse their connections. */
+static void
+size_connection_cache(struct genqd *g)
+{
+	long connections = CONNECTIONS_SPARE;
+
+	for (struct backend *b = g->backends; b != NULL; b = b->next)
+		connections += 1L + b->max_running + b->prefetch;
+	http_set_connection_cache(g->http, connections < CONNECTIONS_MAX ? connections :
+	    CONNECTIONS_MAX);
+}
+
 void
 backend_reload(struct genqd *g)
 {
@@ -184,6 +200,7 @@ backend_reload(struct genqd *g)
 		*pp = b->next;
 		backend_free(g, b);
 	}
+	size_connection_cache(g);
 }
 
 /* The lease on b is gone (another genqd has it): stop driving b. */

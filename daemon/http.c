@@ -131,6 +131,12 @@ http_set_timeout(struct http *h, int seconds)
 	h->timeout_s = seconds > 0 ? seconds : 1;
 }
 
+void
+http_set_connection_cache(struct http *h, long connections)
+{
+	curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, connections);
+}
+
 int
 http_set_ca_file(struct http *h, const char *path)
 {

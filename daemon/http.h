@@ -43,6 +43,12 @@ void http_free(struct http *h);
 /* Whole-request time limit for requests started from now on. */
 void http_set_timeout(struct http *h, int seconds);
 
+/* Connections kept open for reuse once their requests end
+ * (CURLMOPT_MAXCONNECTS). libcurl's default, four per request in flight,
+ * shrinks as a burst of requests ends, and the next burst then opens new
+ * connections. */
+void http_set_connection_cache(struct http *h, long connections);
+
 /* A PEM file of the CAs that https peers are verified against, instead of
  * the system store, for requests started from now on (copied; NULL or ""
  * for the system store). Requests to hosts that are not backends ask for

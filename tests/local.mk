@@ -61,7 +61,8 @@ E2E_TESTS = \
 	tests/e2e/test_oaisim_dispatch.py \
 	tests/e2e/test_busy_genqd.py \
 	tests/e2e/test_query_plans.py \
-	tests/e2e/test_claim_open.py
+	tests/e2e/test_claim_open.py \
+	tests/e2e/test_connection_reuse.py
 TESTS += $(E2E_TESTS)
 TEST_EXTENSIONS = .py
 PY_LOG_COMPILER = python3

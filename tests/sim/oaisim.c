@@ -196,7 +196,7 @@ stats_new(void)
 {
 	static const char *const counters[] = {
 		"chat_completions", "streams", "images", "completed", "aborted", "failed",
-		"in_flight", "http_500_served", "http_503_served", "unauthorized",
+		"in_flight", "http_500_served", "http_503_served", "unauthorized", "connections",
 	};
 	json_object *o = json_object_new_object();
 
@@ -229,6 +229,17 @@ count(struct oai *s, const char *key, const char *sub, int n)
 		}
 	}
 	pthread_mutex_unlock(&s->lock);
+}
+
+/* TCP connections accepted: a client that keeps its connections alive
+ * makes one per request it has in flight at once, not one per request. */
+static void
+on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
+    enum MHD_ConnectionNotificationCode code)
+{
+	sim_on_connection(cls, c, socket_ctx, code);
+	if (code == MHD_CONNECTION_NOTIFY_STARTED)
+		count(cls, "connections", NULL, 1);
 }
 
 /* Use up one of a counted knob; true if there was one. */
@@ -1609,7 +1620,7 @@ main(int argc, char **argv)
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, &s,
 	    MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&addr,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s,
-	    MHD_OPTION_NOTIFY_CONNECTION, sim_on_connection, &s,
+	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, &s,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0,
 	    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)256,
 	    MHD_OPTION_ARRAY, pool,

@@ -34,7 +34,8 @@ Test-harness routes (not OpenAI; never faulted or delayed):
                      "http_500_next", "http_503_next", "hang", "delay_ms",
                      "loading", "crash": true}
   GET  /sim/stats   counters (requests per route, generation requests per
-                    X-Request-Id, aborted by the client, ...)
+                    X-Request-Id, aborted by the client, TCP connections
+                    accepted, ...)
 """
 
 import argparse
@@ -122,7 +123,7 @@ class Simulator:
         self.stats = {"requests": {}, "request_ids": {}, "chat_completions": 0, "streams": 0,
                       "images": 0, "completed": 0, "aborted": 0, "failed": 0, "in_flight": 0,
                       "http_500_served": 0, "http_503_served": 0, "unauthorized": 0,
-                      "image_inputs": [], "errors": {}}
+                      "connections": 0, "image_inputs": [], "errors": {}}
         self.api_key = args.api_key
         self.files = {}        # url-format images: name -> PNG bytes
         self.port = 0
@@ -566,6 +567,7 @@ class SimHTTPServer(ThreadingHTTPServer):
         # TCP_NODELAY a reply written in two pieces waits for a delayed ACK.
         conn, addr = super().get_request()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sim.count("connections")
         return conn, addr
 
     def handle_error(self, request, client_address):
