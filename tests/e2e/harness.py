@@ -155,6 +155,15 @@ class StackTestCase(unittest.TestCase):
             time.sleep(0.05)
         self.fail(f"job {job_id} not terminal after {timeout}s: {job}")
 
+    def wait_backends_driven(self, count, timeout=20.0):
+        """Until `count` backends are up and leased (live) by a genqd."""
+        deadline = time.monotonic() + timeout
+        while self.stack.scalar("SELECT COUNT(*) FROM backends WHERE healthy = 1 AND "
+                                "lease_owner IS NOT NULL AND lease_until > UTC_TIMESTAMP(6)") \
+                != str(count):
+            self.assertLess(time.monotonic(), deadline, f"{count} backends not up and leased")
+            time.sleep(0.1)
+
     def run_job(self, ms, text="a lighthouse"):
         """Submit a job running SIM_MS=ms on the simulator and poll it to its
         end: (the job, the progress values seen while it ran)."""

@@ -44,11 +44,7 @@ class ClaimOpenTest(StackTestCase):
     def test_backends_closed_in_the_database_get_nothing_from_a_claim_planned_before(self):
         st = self.stack
         # Every backend up and leased by this genqd before it is paused.
-        deadline = time.monotonic() + 20
-        while st.scalar("SELECT COUNT(*) FROM backends WHERE healthy = 1 AND "
-                        "lease_owner IS NOT NULL AND lease_until > UTC_TIMESTAMP(6)") != "3":
-            self.assertLess(time.monotonic(), deadline, "backends not up and leased")
-            time.sleep(0.1)
+        self.wait_backends_driven(3)
         owner = st.scalar("SELECT lease_owner FROM backends WHERE name = 'sim3'")
         pids = st._read_pids("genqd")
         for pid in pids:

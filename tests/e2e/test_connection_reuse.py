@@ -15,7 +15,6 @@ first one's connections still open."""
 import os
 import signal
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -67,12 +66,7 @@ class ConnectionReuseTest(StackTestCase):
             self.assertEqual(self.wait_terminal(self.key, job_id)["status"], "succeeded")
 
     def test_a_second_burst_reuses_the_first_ones_connections(self):
-        st = self.stack
-        deadline = time.monotonic() + 20
-        while st.scalar("SELECT COUNT(*) FROM backends WHERE name = 'oai1' AND healthy = 1 "
-                        "AND lease_owner IS NOT NULL") != "1":
-            self.assertLess(time.monotonic(), deadline, "backend not up and leased")
-            time.sleep(0.1)
+        self.wait_backends_driven(1)
         before = self.connections()
         self.burst("first")
         after_first = self.connections()
