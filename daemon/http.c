@@ -10,6 +10,14 @@
 #include "buf.h"
 #include "http.h"
 
+/* A connection idle for 4 s or more is closed, not reused (libcurl
+ * compares whole seconds: more than 3). Servers close theirs after their
+ * own keep-alive timeout (uvicorn's default, which vLLM's server runs on,
+ * is 5 s), and a request sent just as the server closes fails once its
+ * body is out (the resend is refused: on_seek_body), costing the job an
+ * attempt. */
+#define CONNECTION_IDLE_MAX_S 3L
+
 struct http_req {
 	struct http_req *next;       /* h->done list, after the transfer ended */
 	struct http_req *prev_live, *next_live;  /* h->live, while in the multi */
@@ -257,6 +265,7 @@ req_new(struct http *h, const char *url, uint64_t limit, http_done_fn done, void
 	curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
 	curl_easy_setopt(r->easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "genqd/" PACKAGE_VERSION);
+	curl_easy_setopt(r->easy, CURLOPT_MAXAGE_CONN, CONNECTION_IDLE_MAX_S);
 	/* A request that times out while its host name is still resolving
 	 * would otherwise be cleaned up by joining the resolver thread, which
 	 * blocks the loop as long as the resolver hangs: leave it instead. */

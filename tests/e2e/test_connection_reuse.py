@@ -10,11 +10,15 @@ burst ended its connections were closed and the next burst opened new ones
 --openai`). genqd sizes the cache to the backends' slots. Here genqd is
 paused (SIGSTOP) while a burst of jobs is queued, twice; the simulator
 counts the TCP connections it accepted, and the second burst finds the
-first one's connections still open."""
+first one's connections still open. Connections idle for four seconds or
+more are not reused: servers close theirs after a keep-alive timeout of
+their own (uvicorn's is 5 s), and a request sent on one as it closes would
+fail."""
 
 import os
 import signal
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -81,6 +85,17 @@ class ConnectionReuseTest(StackTestCase):
         # instant ones end closer together, and more were closed).
         self.assertLessEqual(after_second - after_first - 1, 2,
                              (before, after_first, after_second))
+
+    def test_connections_idle_four_seconds_are_not_reused(self):
+        # Servers close idle connections after their keep-alive timeout
+        # (uvicorn: 5 s); a request sent on one just as it closes fails.
+        self.wait_backends_driven(1)
+        self.burst("warm")
+        time.sleep(4.5)
+        before = self.connections()
+        self.burst("after a pause")
+        opened = self.connections() - before - 1
+        self.assertGreaterEqual(opened, SLOTS - 4, opened)
 
 
 if __name__ == "__main__":
