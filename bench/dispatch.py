@@ -51,6 +51,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "e2e"))
 from harness import load_workflow, request  # noqa: E402
 from stack import Stack  # noqa: E402
+import hostinfo  # noqa: E402  (bench/, this file's folder)
+from hostinfo import cpu_ticks, machine_ticks  # noqa: E402
 
 
 CREATE_PROBE_FILES = 300
@@ -74,6 +76,7 @@ def create_cost_us(root):
 
 
 def start(args, run_ms, backends):
+    print(hostinfo.describe(), flush=True)
     root = tempfile.mkdtemp(prefix="genq-bench-")
     cost = create_cost_us(root)
     print(f"(creating a file here costs {cost:.0f} µs"
@@ -256,29 +259,8 @@ def latency(args):
         shutil.rmtree(root, ignore_errors=True)
 
 
-def cpu_ticks(pids):
-    """utime + stime of the processes, in clock ticks."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
-
-
 # Innodb_lsn_current: the bytes of redo log written.
 DB_COUNTERS = ("Com_stmt_execute", "Com_commit", "Innodb_data_fsyncs", "Innodb_lsn_current")
-
-
-def machine_ticks():
-    """(busy, all) clock ticks of every core so far, from /proc/stat."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    idle = v[3] + v[4]                     # idle, iowait
-    return sum(v) - idle, sum(v)
 
 
 def db_counters(stack):

@@ -53,6 +53,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "e2e"))
 from harness import load_workflow, request  # noqa: E402
 from stack import Stack  # noqa: E402
+import hostinfo  # noqa: E402  (bench/, this file's folder)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 STATIC_PATH = "/style.css"
@@ -337,6 +338,7 @@ def thirds(res):
 # ---- the stack -------------------------------------------------------------
 
 def start_stack(args):
+    print(hostinfo.describe(), flush=True)
     root = tempfile.mkdtemp(prefix="genq-bench-submit-")
     stack = Stack(root, backends=0, fcgi_workers=args.fcgi_workers)
     try:
