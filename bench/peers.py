@@ -18,6 +18,14 @@
       backend sits idle between two jobs, from the backends' own
       timestamps. genq's side: `bench/dispatch.py idle-gap`.
 
+  bench/peers.py submit   [--clients 64] [--duration 10] [--rounds 1]
+      POST /v1/jobs from 64 keep-alive clients (bench/submit.py's load
+      generator), no worker running (admission only): jobs created a
+      second, p50 and p99. genq's side: `bench/submit.py submit`.
+  bench/peers.py status   [--clients 64] [--duration 10] [--status-jobs 300]
+      GET /v1/jobs/{id} of random existing queued jobs, same clients.
+      genq's side: `bench/submit.py status`.
+
 --peers picks who runs (default genq,bullmq,graphile); with --rounds N
 they run N times in turn, so a host that changes speed shows in all of
 them alike.
@@ -59,6 +67,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
 from harness import load_workflow  # noqa: E402
 from stack import free_port  # noqa: E402
 import hostinfo  # noqa: E402  (bench/, this file's folder)
+import submit as submit_bench  # noqa: E402  (bench/submit.py: its load generator)
 from hostinfo import cpu_ticks, machine_ticks  # noqa: E402
 
 PEERS_DIR = os.path.join(HERE, "peers")
@@ -454,6 +463,42 @@ def peer_idle_gap(kind, args):
         peer.stop(args.keep)
 
 
+def peer_submit(kind, args):
+    peer = Peer(kind, "openai", 1, 1)
+    try:
+        peer.start()
+        per_conn = [[submit_bench.http_post_json("/v1/jobs", "-", chat_body(i))]
+                    for i in range(args.clients)]
+        submit_bench.load(peer.api_port, per_conn, 1, 1.0)       # warm-up
+        res = submit_bench.load(peer.api_port, per_conn, 1, args.duration)
+        rate, p50, p99, ok, other = submit_bench.summarize(res)
+        print(f"submit [{kind}]: {rate:.0f} jobs/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms at "
+              f"{args.clients} connections ({ok} created in {res['wall']:.1f} s, no worker "
+              f"running; other answers {other or 'none'}; "
+              f"{submit_bench.client_note(res, 1)})")
+    finally:
+        peer.stop(args.keep)
+
+
+def peer_status(kind, args):
+    peer = Peer(kind, "openai", 1, 1)
+    try:
+        peer.start()
+        ids = fill(peer.api_port, [chat_body(n) for n in range(args.status_jobs)])
+        # Each client reads random jobs of its own share, as bench/submit.py's
+        # clients read their own user's.
+        per_conn = [[submit_bench.http_get(f"/v1/jobs/{j}", "-") for j in ids[i::args.clients]]
+                    for i in range(min(args.clients, len(ids)))]
+        submit_bench.load(peer.api_port, per_conn, 1, 0.5)       # warm-up
+        res = submit_bench.load(peer.api_port, per_conn, 1, args.duration)
+        rate, p50, p99, ok, other = submit_bench.summarize(res)
+        print(f"status [{kind}]: {rate:.0f} reads/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms at "
+              f"{len(per_conn)} connections ({len(ids)} queued jobs; other answers "
+              f"{other or 'none'}; {submit_bench.client_note(res, 1)})")
+    finally:
+        peer.stop(args.keep)
+
+
 def genq(args):
     """genq's side, by bench/dispatch.py with the same figures."""
     argv = [sys.executable, os.path.join(HERE, "dispatch.py"), args.mode, "--jobs", str(args.jobs)]
@@ -463,19 +508,32 @@ def genq(args):
     elif args.mode == "idle-gap":
         argv += ["--backends", str(args.backends), "--run-ms", str(args.run_ms),
                  "--prefetch", str(args.prefetch)]
+    if args.mode in ("submit", "status"):
+        argv = [sys.executable, os.path.join(HERE, "submit.py"), args.mode, "--clients",
+                str(args.clients), "--duration", str(args.duration), "--status-jobs",
+                str(args.status_jobs)]
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
     for line in out.splitlines():
-        if not line.startswith("("):          # its host and setup notes: printed once above
+        if line.startswith("(host:"):         # printed once above
+            continue
+        if args.mode in ("submit", "status"):
+            if line.startswith("SUMMARY"):     # bench/submit.py's details: run it alone
+                print(line.replace("SUMMARY ", "", 1).replace(
+                    f"{args.mode}:", f"{args.mode} [genq]:", 1))
+        elif not line.startswith("("):
             print(line.replace(f"{args.mode}:", f"{args.mode} [genq]:", 1))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["drain", "latency", "idle-gap"])
+    ap.add_argument("mode", choices=["drain", "latency", "idle-gap", "submit", "status"])
     ap.add_argument("--jobs", type=int)
     ap.add_argument("--backends", type=int)
     ap.add_argument("--prefetch", type=int)
     ap.add_argument("--run-ms", type=int, default=1000)
+    ap.add_argument("--clients", type=int, default=64, help="submit, status: connections")
+    ap.add_argument("--duration", type=float, default=10.0, help="submit, status: seconds")
+    ap.add_argument("--status-jobs", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--worker-procs", type=int,
                     help="the peers' worker processes (default: one a core for drain, else 1; "
@@ -484,7 +542,8 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the peers' directories (logs)")
     args = ap.parse_args()
     jobs, backends, prefetch = {"drain": (6000, 4, 32), "latency": (100, 1, 0),
-                                "idle-gap": (20, 2, 1)}[args.mode]
+                                "idle-gap": (20, 2, 1), "submit": (0, 1, 0),
+                                "status": (0, 1, 0)}[args.mode]
     args.jobs = args.jobs or jobs
     args.backends = args.backends or backends
     args.prefetch = prefetch if args.prefetch is None else args.prefetch
@@ -498,7 +557,8 @@ def main():
         ap.error(f"unknown peer {', '.join(sorted(unknown))}")
     ensure_installed()
     print(hostinfo.describe(), flush=True)
-    run = {"drain": peer_drain, "latency": peer_latency, "idle-gap": peer_idle_gap}[args.mode]
+    run = {"drain": peer_drain, "latency": peer_latency, "idle-gap": peer_idle_gap,
+           "submit": peer_submit, "status": peer_status}[args.mode]
     for _ in range(args.rounds):
         for who in peers:
             if who == "genq":
