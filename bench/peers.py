@@ -28,7 +28,9 @@
 
 --peers picks who runs (default genq,bullmq,graphile); with --rounds N
 they run N times in turn, so a host that changes speed shows in all of
-them alike.
+them alike. --worker-procs N runs N Node worker processes (default: one a
+core for drain), --shape pooled one consumer for all backends instead of
+one per backend, --graphile-batch N graphile-worker's own batching.
 
 Each peer does what genq's stack does for these jobs, the way its users
 would build it (bench/peers/peer.js, bench/peers/README.md): an HTTP API
@@ -130,6 +132,9 @@ class Peer:
     """One peer's whole stack in a temporary directory: its store (Redis or
     PostgreSQL), the simulated backends, its HTTP API and, once started,
     its workers. Processes are its own; stop() ends every one of them."""
+
+    shape = "per-backend"
+    graphile_batch = 0
 
     def __init__(self, kind, backend_type, backends, per_backend, run_ms=0):
         self.kind, self.backend_type = kind, backend_type
@@ -242,7 +247,8 @@ class Peer:
                 "node", os.path.join(PEERS_DIR, "peer.js"), "--kind", self.kind,
                 "--role", "worker", *self.store_args(), "--backend-type", self.backend_type,
                 "--backends", ",".join(self.sim_urls), "--per-backend", str(slots),
-                "--poll-ms", str(HISTORY_POLL_MS)]))
+                "--poll-ms", str(HISTORY_POLL_MS), "--shape", self.shape,
+                *(["--batch", str(self.graphile_batch)] if self.kind == "graphile" else [])]))
         for proc, log in started:
             wait_for_line(log, proc, "ready", 60)
         return [proc.pid for proc, _ in started]
@@ -539,6 +545,12 @@ def main():
                     help="the peers' worker processes (default: one a core for drain, else 1; "
                          "Node runs a process's JavaScript on one core, genqd uses threads)")
     ap.add_argument("--peers", default="genq,bullmq,graphile")
+    ap.add_argument("--shape", choices=["per-backend", "pooled"], default="per-backend",
+                    help="the peers' consumers: one per backend with its slots, or one for "
+                         "all backends, each job to the one with the fewest in flight")
+    ap.add_argument("--graphile-batch", type=int, default=0, metavar="N",
+                    help="graphile-worker's batching: N jobs locked at once into a local "
+                         "queue, completions written together (0: off, its default)")
     ap.add_argument("--keep", action="store_true", help="keep the peers' directories (logs)")
     args = ap.parse_args()
     jobs, backends, prefetch = {"drain": (6000, 4, 32), "latency": (100, 1, 0),
@@ -555,6 +567,8 @@ def main():
     unknown = set(peers) - {"genq", "bullmq", "graphile"}
     if unknown:
         ap.error(f"unknown peer {', '.join(sorted(unknown))}")
+    Peer.shape = args.shape
+    Peer.graphile_batch = args.graphile_batch
     ensure_installed()
     print(hostinfo.describe(), flush=True)
     run = {"drain": peer_drain, "latency": peer_latency, "idle-gap": peer_idle_gap,
