@@ -32,16 +32,17 @@
 #define RECOVER_EVERY_US (2 * US_PER_S)
 #define AGING_EVERY_US US_PER_S            /* priority aging (aging.c) */
 #define WAIT_MAX_MS 250                    /* the loop looks at its timers this often */
-/* A claim or a batch in its thread this long is on a connection that will
- * not answer (a peer gone without a reset; no read timeout, so migrations
- * may run long): the watchdog is left to restart genqd. Longer than any
- * legitimate wait (lock waits of 50 s, retried). */
-#define DB_THREAD_STALL_US (300 * US_PER_S)
 /* Memory freed stays with genqd up to this much at the top of a heap, and
  * only blocks from this size on are mapped on their own (glibc's defaults,
  * 128 KiB and a threshold that moves, trim and map far more often). */
 #define GENQD_TRIM_THRESHOLD (32 << 20)
 #define GENQD_MMAP_THRESHOLD (1 << 20)
+/* A claim or a batch in its thread for [daemon] stall_s (default 300 s)
+ * is on a connection that will not answer (a peer gone without a reset; no
+ * read timeout, so migrations may run long): the watchdog is left to
+ * restart genqd. The default is longer than any legitimate wait (lock waits
+ * of 50 s, retried). Checked this often, or at half of stall_s if that is
+ * sooner. */
 #define STALL_CHECK_EVERY_US (10 * US_PER_S)
 #define DB_BACKOFF_MIN_MS 250
 #define DB_BACKOFF_MAX_MS 10000
@@ -184,6 +185,7 @@ reload_config(struct genqd *g)
 	g->cfg->shutdown_grace_s = fresh.shutdown_grace_s;
 	g->cfg->http_timeout_s = fresh.http_timeout_s;
 	g->cfg->max_output_bytes = fresh.max_output_bytes;
+	g->cfg->stall_s = fresh.stall_s;
 	free(g->cfg->log_level);
 	g->cfg->log_level = fresh.log_level;
 	fresh.log_level = NULL;
@@ -228,13 +230,13 @@ struct timers {
 	bool stalled;                    /* a database thread is stuck: no watchdog pings */
 };
 
-/* Is this database thread stuck on a job (DB_THREAD_STALL_US)? Logged. */
+/* Is this database thread stuck on a job (longer than stall_us)? Logged. */
 static bool
-db_thread_stalled(const struct committer *c, int64_t now)
+db_thread_stalled(const struct committer *c, int64_t now, int64_t stall_us)
 {
 	int64_t since = committer_busy_since(c);
 
-	if (since == 0 || now - since <= DB_THREAD_STALL_US)
+	if (since == 0 || now - since <= stall_us)
 		return false;
 	log_error("db_thread_stalled", "thread=%s in_flight_s=%lld", committer_name(c),
 	    (long long)((now - since) / US_PER_S));
@@ -245,11 +247,20 @@ db_thread_stalled(const struct committer *c, int64_t now)
 static bool
 db_threads_stalled(const struct genqd *g, int64_t now)
 {
-	bool stalled = db_thread_stalled(g->committer, now);
+	int64_t stall_us = (int64_t)g->cfg->stall_s * US_PER_S;
+	bool stalled = db_thread_stalled(g->committer, now, stall_us);
 
 	for (int i = 0; i < GQD_CLAIMERS; i++)
-		stalled |= db_thread_stalled(g->claimer[i], now);
+		stalled |= db_thread_stalled(g->claimer[i], now, stall_us);
 	return stalled;
+}
+
+static int64_t
+stall_check_every(const struct genqd *g)
+{
+	int64_t half = (int64_t)g->cfg->stall_s * US_PER_S / 2;
+
+	return half < STALL_CHECK_EVERY_US ? half : STALL_CHECK_EVERY_US;
 }
 
 static void
@@ -302,7 +313,7 @@ run_timers(struct genqd *g, struct timers *t, int64_t now)
 	run_tick(g, now);
 	if (now >= t->stall_at) {
 		t->stalled = db_threads_stalled(g, now);
-		t->stall_at = now + STALL_CHECK_EVERY_US;
+		t->stall_at = now + stall_check_every(g);
 	}
 	if (t->watchdog_every && now >= t->watchdog_at) {
 		if (!t->stalled)

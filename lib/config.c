@@ -55,6 +55,7 @@ static const struct setting settings[] = {
 	I("daemon", "lease_s", lease_s, "15", 2, 3600),
 	I("daemon", "shutdown_grace_s", shutdown_grace_s, "30", 0, 86400),
 	I("daemon", "http_timeout_s", http_timeout_s, "30", 1, 3600),
+	I("daemon", "stall_s", stall_s, "300", 2, 86400),
 	L("daemon", "max_output_bytes", max_output_bytes, "268435456", 1024, 1L << 40),
 	S("daemon", "backend_ca_file", backend_ca_file, ""),
 

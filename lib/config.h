@@ -35,6 +35,7 @@ struct genq_config {
 	int lease_s;             /* claim and backend lease length */
 	int shutdown_grace_s;    /* SIGTERM: how long running jobs may finish */
 	int http_timeout_s;      /* one backend HTTP request */
+	int stall_s;             /* a database thread on one job this long is stuck */
 	long max_output_bytes;   /* largest output file fetched from a backend */
 	char *backend_ca_file;   /* PEM CAs trusted for https backends, "" = system store */
 

@@ -53,6 +53,7 @@ E2E_TESTS = \
 	tests/e2e/test_crash.py \
 	tests/e2e/test_two_genqd.py \
 	tests/e2e/test_stalled_session.py \
+	tests/e2e/test_systemd_notify.py \
 	tests/e2e/test_mariadb_restart.py \
 	tests/e2e/test_backend_restart.py \
 	tests/e2e/test_health.py \

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -13,7 +14,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import Stack, SRCDIR  # noqa: E402
+from stack import Stack, SRCDIR, wait_for  # noqa: E402
 
 TERMINAL = {"succeeded", "failed", "canceled", "expired"}
 
@@ -50,6 +51,32 @@ def request(url, method="GET", body=None, key=None, headers=None, timeout=10):
             return Response(r.status, r.headers, r.read())
     except urllib.error.HTTPError as e:
         return Response(e.code, e.headers, e.read())
+
+
+class LockHolder:
+    """A mariadb client session that holds a row lock, sleeping inside its
+    transaction, until the test ends it (KILL: rolled back, lock gone)."""
+
+    MARK = "genq-test-lock-holder"
+
+    def __init__(self, stack, statement):
+        self.stack = stack
+        self.proc = subprocess.Popen(
+            ["mariadb", "--no-defaults", "-uroot", f"--socket={stack.db_socket}", "genq",
+             "-e", f"START TRANSACTION; {statement}; SELECT SLEEP(120) AS `{self.MARK}`"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for("the test's lock", lambda: self.session() is not None, timeout=15)
+
+    def session(self):
+        rows = self.stack.query("SELECT id FROM information_schema.PROCESSLIST "
+                                f"WHERE info LIKE '%{self.MARK}%' AND info NOT LIKE '%PROCESSLIST%'")
+        return rows[0][0] if rows else None
+
+    def release(self):
+        sid = self.session()
+        if sid is not None:
+            self.stack.sql(f"KILL {sid}", check=False)
+        self.proc.wait(timeout=10)
 
 
 def load_workflow(**changes):

@@ -482,9 +482,11 @@ http {{
             self.write_config()       # base_url follows the port
         raise StackError("nginx could not find a free port")
 
-    def start_genqd(self, name="genqd", config=None):
+    def start_genqd(self, name="genqd", config=None, env=None):
+        """genqd NAME with the stack's configuration (or config); env adds
+        to the environment (NOTIFY_SOCKET, say)."""
         argv = [self.bin("genqd"), "--config", config or self.config_path]
-        self._spawn(name, argv)
+        self._spawn(name, argv, env=dict(os.environ, **env) if env else None)
 
     def write_genqd_config(self, name, daemon_id, **settings):
         """A configuration file for one more genqd on this stack (several

@@ -12,41 +12,14 @@ and the test's lock is let go, which leaves genqd's transaction idle."""
 
 import os
 import signal
-import subprocess
 import time
 
 import harness
-from harness import StackTestCase, load_workflow
+from harness import LockHolder, StackTestCase, load_workflow
 from stack import wait_for
 
 IDLE_TIMEOUT_S = 10       # DB_IDLE_TXN_TIMEOUT_S in lib/db.c
 RELOAD_S = 2.5            # genqd re-reads the backends table every 2 s
-
-
-class LockHolder:
-    """A mariadb client session that holds a row lock, sleeping inside its
-    transaction, until the test ends it (KILL: rolled back, lock gone)."""
-
-    MARK = "genq-test-lock-holder"
-
-    def __init__(self, stack, statement):
-        self.stack = stack
-        self.proc = subprocess.Popen(
-            ["mariadb", "--no-defaults", "-uroot", f"--socket={stack.db_socket}", "genq",
-             "-e", f"START TRANSACTION; {statement}; SELECT SLEEP(120) AS `{self.MARK}`"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for("the test's lock", lambda: self.session() is not None, timeout=15)
-
-    def session(self):
-        rows = self.stack.query("SELECT id FROM information_schema.PROCESSLIST "
-                                f"WHERE info LIKE '%{self.MARK}%' AND info NOT LIKE '%PROCESSLIST%'")
-        return rows[0][0] if rows else None
-
-    def release(self):
-        sid = self.session()
-        if sid is not None:
-            self.stack.sql(f"KILL {sid}", check=False)
-        self.proc.wait(timeout=10)
 
 
 class StalledSessionTest(StackTestCase):
