@@ -469,15 +469,21 @@ def peer_idle_gap(kind, args):
         peer.stop(args.keep)
 
 
+def api_load(peer, per_conn, warmup_s, duration):
+    """bench/submit.py's load generator on the peer's API, after a
+    warm-up: (rate, p50, p99, successes, other answers, tallies)."""
+    submit_bench.load(peer.api_port, per_conn, 1, warmup_s)
+    res = submit_bench.load(peer.api_port, per_conn, 1, duration)
+    return (*submit_bench.summarize(res), res)
+
+
 def peer_submit(kind, args):
     peer = Peer(kind, "openai", 1, 1)
     try:
         peer.start()
         per_conn = [[submit_bench.http_post_json("/v1/jobs", "-", chat_body(i))]
                     for i in range(args.clients)]
-        submit_bench.load(peer.api_port, per_conn, 1, 1.0)       # warm-up
-        res = submit_bench.load(peer.api_port, per_conn, 1, args.duration)
-        rate, p50, p99, ok, other = submit_bench.summarize(res)
+        rate, p50, p99, ok, other, res = api_load(peer, per_conn, 1.0, args.duration)
         print(f"submit [{kind}]: {rate:.0f} jobs/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms at "
               f"{args.clients} connections ({ok} created in {res['wall']:.1f} s, no worker "
               f"running; other answers {other or 'none'}; "
@@ -495,9 +501,7 @@ def peer_status(kind, args):
         # clients read their own user's.
         per_conn = [[submit_bench.http_get(f"/v1/jobs/{j}", "-") for j in ids[i::args.clients]]
                     for i in range(min(args.clients, len(ids)))]
-        submit_bench.load(peer.api_port, per_conn, 1, 0.5)       # warm-up
-        res = submit_bench.load(peer.api_port, per_conn, 1, args.duration)
-        rate, p50, p99, ok, other = submit_bench.summarize(res)
+        rate, p50, p99, ok, other, res = api_load(peer, per_conn, 0.5, args.duration)
         print(f"status [{kind}]: {rate:.0f} reads/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms at "
               f"{len(per_conn)} connections ({len(ids)} queued jobs; other answers "
               f"{other or 'none'}; {submit_bench.client_note(res, 1)})")

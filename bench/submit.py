@@ -54,6 +54,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "e2e")
 from harness import load_workflow, request  # noqa: E402
 from stack import Stack  # noqa: E402
 import hostinfo  # noqa: E402  (bench/, this file's folder)
+from hostinfo import cpu_ticks, machine_ticks  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 STATIC_PATH = "/style.css"
@@ -224,15 +225,6 @@ def http_post_json(path, key, body, host="127.0.0.1"):
 
 # ---- what the servers spent ----------------------------------------------
 
-def _proc_ticks(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])      # utime + stime
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
 def _children_of(pid):
     kids = []
     for d in os.listdir("/proc"):
@@ -244,12 +236,6 @@ def _children_of(pid):
             except (OSError, IndexError, ValueError):
                 pass
     return kids
-
-
-def _machine_ticks():
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return sum(v), v[3] + v[4]         # total, idle + iowait
 
 
 class Meter:
@@ -272,17 +258,15 @@ class Meter:
 
     def start(self):
         self.t0 = time.monotonic()
-        self.cpu0 = {g: sum(_proc_ticks(p) for p in pids) for g, pids in self.groups.items()}
-        self.machine0 = _machine_ticks()
+        self.cpu0 = {g: cpu_ticks(pids) for g, pids in self.groups.items()}
+        self.machine0 = machine_ticks()
         self.kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.db0 = self._db_status()
 
     def stop(self):
         wall = time.monotonic() - self.t0
-        cpu = {g: (sum(_proc_ticks(p) for p in pids) - self.cpu0[g]) / CLK_TCK
-               for g, pids in self.groups.items()}
-        total, idle = _machine_ticks()
-        busy = ((total - self.machine0[0]) - (idle - self.machine0[1])) / CLK_TCK
+        cpu = {g: (cpu_ticks(pids) - self.cpu0[g]) / CLK_TCK for g, pids in self.groups.items()}
+        busy = (machine_ticks()[0] - self.machine0[0]) / CLK_TCK
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu["children"] = (kids.ru_utime + kids.ru_stime -
                            self.kids0.ru_utime - self.kids0.ru_stime)
